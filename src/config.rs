@@ -1,0 +1,407 @@
+//! Configuration: every environment variable quayhook reads, parsed and validated in one place.
+//!
+//! Pure: [`Config::from_lookup`] takes a lookup function (tests pass a map), and
+//! [`Config::from_env`] is the only reader of the process environment. The README's
+//! configuration table lists these variables in the order of the struct's fields.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where receiver secrets and the kubeconfig come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretsConfig {
+    /// AWS Secrets Manager (the Lambda's normal mode).
+    SecretsManager {
+        /// Receiver secrets named one by one (ids or ARNs).
+        receiver_ids: Vec<String>,
+        /// Every secret whose name starts with this is a receiver secret.
+        receiver_prefix: Option<String>,
+        /// The secret holding the cluster kubeconfig.
+        kubeconfig_id: String,
+    },
+    /// Local files, for `quayhook serve` without AWS.
+    Files {
+        /// A JSON file holding one receiver object or an array of them.
+        receivers: PathBuf,
+        /// A kubeconfig file (token and CA data inline).
+        kubeconfig: PathBuf,
+    },
+}
+
+/// The whole runtime configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Source of receiver secrets and the kubeconfig.
+    pub secrets: SecretsConfig,
+    /// Path prefix before `/quay/{token}` (Kargo's base URL path), cleaned; `""` for none.
+    pub base_path: String,
+    /// How long fetched receiver secrets are trusted before a re-fetch.
+    pub secrets_ttl: Duration,
+    /// Minimum time between two re-fetches caused by unknown tokens.
+    pub secrets_miss_interval: Duration,
+    /// How long a Warehouse list is trusted before it is listed again.
+    pub index_ttl: Duration,
+    /// Minimum time between two re-lists caused by a push with no subscriber in the cache.
+    pub index_miss_interval: Duration,
+    /// Page size of Warehouse lists (`limit`).
+    pub list_page_size: u32,
+    /// At most this many PATCH requests in flight for one push.
+    pub patch_concurrency: usize,
+    /// Whole-request budget; Quay gives up after 10 s.
+    pub request_timeout: Duration,
+    /// TCP+TLS connect timeout to the cluster API.
+    pub connect_timeout: Duration,
+    /// Attempts per cluster call on 429/5xx/transport errors (1 = no retry).
+    pub max_attempts: u32,
+    /// Fetch secrets and list Warehouses during init, before the first request.
+    pub prefetch: bool,
+}
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Returned when a required variable is missing.
+    #[error("{var} is required: {hint}")]
+    Missing {
+        /// The variable.
+        var: &'static str,
+        /// What to set.
+        hint: &'static str,
+    },
+    /// Returned when a variable's value does not parse or is out of range.
+    #[error("{var} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Receiver secret ids, comma separated.
+pub const RECEIVER_SECRET_IDS: &str = "QUAYHOOK_RECEIVER_SECRET_IDS";
+/// Receiver secret name prefix.
+pub const RECEIVER_SECRET_PREFIX: &str = "QUAYHOOK_RECEIVER_SECRET_PREFIX";
+/// Kubeconfig secret id.
+pub const KUBECONFIG_SECRET_ID: &str = "QUAYHOOK_KUBECONFIG_SECRET_ID";
+/// Receivers JSON file (file mode).
+pub const RECEIVERS_FILE: &str = "QUAYHOOK_RECEIVERS_FILE";
+/// Kubeconfig file (file mode).
+pub const KUBECONFIG_FILE: &str = "QUAYHOOK_KUBECONFIG_FILE";
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    ///
+    /// # Errors
+    /// See [`Config::from_lookup`].
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Parses and validates the configuration from `lookup` (variable name → value).
+    ///
+    /// Empty values count as unset.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first variable that is missing or invalid.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |k: &str| {
+            lookup(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let secs = |var: &'static str, default: f64| -> Result<Duration, ConfigError> {
+            match get(var) {
+                None => Ok(Duration::from_secs_f64(default)),
+                Some(v) => {
+                    parse_duration(&v).map_err(|reason| ConfigError::Invalid { var, reason })
+                }
+            }
+        };
+        let number =
+            |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+                let Some(v) = get(var) else {
+                    return Ok(default);
+                };
+                match v.parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => Ok(n),
+                    _ => Err(ConfigError::Invalid {
+                        var,
+                        reason: format!("expected a whole number from {min} to {max}, got {v:?}"),
+                    }),
+                }
+            };
+
+        let secrets = match (get(RECEIVERS_FILE), get(KUBECONFIG_FILE)) {
+            (Some(receivers), Some(kubeconfig)) => SecretsConfig::Files {
+                receivers: receivers.into(),
+                kubeconfig: kubeconfig.into(),
+            },
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    var: KUBECONFIG_FILE,
+                    hint: "file mode needs both a receivers file and a kubeconfig file",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    var: RECEIVERS_FILE,
+                    hint: "file mode needs both a receivers file and a kubeconfig file",
+                });
+            }
+            (None, None) => {
+                let receiver_ids: Vec<String> = get(RECEIVER_SECRET_IDS)
+                    .map(|v| {
+                        v.split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let receiver_prefix = get(RECEIVER_SECRET_PREFIX);
+                if receiver_ids.is_empty() && receiver_prefix.is_none() {
+                    return Err(ConfigError::Missing {
+                        var: RECEIVER_SECRET_IDS,
+                        hint: "name the receiver secrets (comma-separated ids) or set QUAYHOOK_RECEIVER_SECRET_PREFIX",
+                    });
+                }
+                let kubeconfig_id = get(KUBECONFIG_SECRET_ID).ok_or(ConfigError::Missing {
+                    var: KUBECONFIG_SECRET_ID,
+                    hint: "the id or ARN of the secret holding the cluster kubeconfig",
+                })?;
+                SecretsConfig::SecretsManager {
+                    receiver_ids,
+                    receiver_prefix,
+                    kubeconfig_id,
+                }
+            }
+        };
+
+        let config = Config {
+            secrets,
+            base_path: clean_base_path(&get("QUAYHOOK_BASE_PATH").unwrap_or_default()),
+            secrets_ttl: secs("QUAYHOOK_SECRETS_TTL", 300.0)?,
+            secrets_miss_interval: secs("QUAYHOOK_SECRETS_MISS_INTERVAL", 10.0)?,
+            index_ttl: secs("QUAYHOOK_INDEX_TTL", 60.0)?,
+            index_miss_interval: secs("QUAYHOOK_INDEX_MISS_INTERVAL", 1.0)?,
+            list_page_size: number("QUAYHOOK_LIST_PAGE_SIZE", 500, 1, 10_000)? as u32,
+            patch_concurrency: number("QUAYHOOK_PATCH_CONCURRENCY", 32, 1, 512)? as usize,
+            request_timeout: secs("QUAYHOOK_REQUEST_TIMEOUT", 8.0)?,
+            connect_timeout: secs("QUAYHOOK_CONNECT_TIMEOUT", 2.0)?,
+            max_attempts: number("QUAYHOOK_MAX_ATTEMPTS", 3, 1, 10)? as u32,
+            prefetch: match get("QUAYHOOK_PREFETCH").as_deref() {
+                None | Some("true" | "1" | "yes") => true,
+                Some("false" | "0" | "no") => false,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        var: "QUAYHOOK_PREFETCH",
+                        reason: format!("expected true or false, got {other:?}"),
+                    });
+                }
+            },
+        };
+        if config.request_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                var: "QUAYHOOK_REQUEST_TIMEOUT",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        Ok(config)
+    }
+}
+
+/// Parses `90`, `1.5`, `250ms`, `10s`, `5m` or `1h` into a duration.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown unit in {text:?}; use ms, s, m or h")),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 && n * scale < 86_400.0 * 365.0 => {
+            Ok(Duration::from_secs_f64(n * scale))
+        }
+        _ => Err(format!("{text:?} is not a duration like 10s, 250ms or 5m")),
+    }
+}
+
+/// Go `path.Clean` of a base path, without the trailing `/`: `""` and `/` become `""`.
+pub fn clean_base_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    parts.iter().map(|p| format!("/{p}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const MINIMAL: [(&str, &str); 2] = [
+        (
+            RECEIVER_SECRET_IDS,
+            "quayhook/receiver/a, quayhook/receiver/b,",
+        ),
+        (KUBECONFIG_SECRET_ID, "quayhook/kubeconfig"),
+    ];
+
+    #[test]
+    fn minimal_secrets_manager_config_has_documented_defaults() {
+        let c = parse(&MINIMAL).unwrap();
+        assert_eq!(
+            c.secrets,
+            SecretsConfig::SecretsManager {
+                receiver_ids: vec!["quayhook/receiver/a".into(), "quayhook/receiver/b".into()],
+                receiver_prefix: None,
+                kubeconfig_id: "quayhook/kubeconfig".into(),
+            }
+        );
+        assert_eq!(c.base_path, "");
+        assert_eq!(c.secrets_ttl, Duration::from_secs(300));
+        assert_eq!(c.secrets_miss_interval, Duration::from_secs(10));
+        assert_eq!(c.index_ttl, Duration::from_secs(60));
+        assert_eq!(c.index_miss_interval, Duration::from_secs(1));
+        assert_eq!(c.list_page_size, 500);
+        assert_eq!(c.patch_concurrency, 32);
+        assert_eq!(c.request_timeout, Duration::from_secs(8));
+        assert_eq!(c.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_attempts, 3);
+        assert!(c.prefetch);
+    }
+
+    #[test]
+    fn a_prefix_alone_names_the_receivers() {
+        let c = parse(&[
+            (RECEIVER_SECRET_PREFIX, "quayhook/receivers/"),
+            (KUBECONFIG_SECRET_ID, "k"),
+        ])
+        .unwrap();
+        assert!(
+            matches!(c.secrets, SecretsConfig::SecretsManager { receiver_prefix: Some(p), .. } if p == "quayhook/receivers/")
+        );
+    }
+
+    #[test]
+    fn missing_sources_name_the_variable() {
+        assert!(matches!(
+            parse(&[]),
+            Err(ConfigError::Missing {
+                var: RECEIVER_SECRET_IDS,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&[(RECEIVER_SECRET_IDS, "a")]),
+            Err(ConfigError::Missing {
+                var: KUBECONFIG_SECRET_ID,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&[(RECEIVERS_FILE, "r.json")]),
+            Err(ConfigError::Missing {
+                var: KUBECONFIG_FILE,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&[(KUBECONFIG_FILE, "k")]),
+            Err(ConfigError::Missing {
+                var: RECEIVERS_FILE,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn file_mode_needs_no_aws() {
+        let c = parse(&[(RECEIVERS_FILE, "r.json"), (KUBECONFIG_FILE, "/k/config")]).unwrap();
+        assert_eq!(
+            c.secrets,
+            SecretsConfig::Files {
+                receivers: "r.json".into(),
+                kubeconfig: "/k/config".into()
+            }
+        );
+    }
+
+    #[test]
+    fn durations_accept_units_and_reject_garbage() {
+        let with = |k: &'static str, v: &'static str| {
+            let mut vars = MINIMAL.to_vec();
+            vars.push((k, v));
+            parse(&vars)
+        };
+        assert_eq!(
+            with("QUAYHOOK_INDEX_TTL", "90").unwrap().index_ttl,
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            with("QUAYHOOK_INDEX_TTL", "250ms").unwrap().index_ttl,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            with("QUAYHOOK_INDEX_TTL", "5m").unwrap().index_ttl,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            with("QUAYHOOK_INDEX_TTL", "0").unwrap().index_ttl,
+            Duration::ZERO,
+            "zero disables caching"
+        );
+        for bad in ["-1", "ten", "5d", "1e400", "NaN"] {
+            assert!(
+                matches!(
+                    with("QUAYHOOK_INDEX_TTL", bad),
+                    Err(ConfigError::Invalid {
+                        var: "QUAYHOOK_INDEX_TTL",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(with("QUAYHOOK_REQUEST_TIMEOUT", "0").is_err());
+        assert!(with("QUAYHOOK_PATCH_CONCURRENCY", "0").is_err());
+        assert!(with("QUAYHOOK_PATCH_CONCURRENCY", "many").is_err());
+        assert!(with("QUAYHOOK_PREFETCH", "maybe").is_err());
+        assert!(!with("QUAYHOOK_PREFETCH", "false").unwrap().prefetch);
+    }
+
+    #[test]
+    fn base_path_is_cleaned_like_go_path_join() {
+        for (raw, want) in [
+            ("", ""),
+            ("/", ""),
+            ("webhook", "/webhook"),
+            ("/webhook/", "/webhook"),
+            ("/a//b/", "/a/b"),
+            ("/a/./b/../c", "/a/c"),
+        ] {
+            assert_eq!(clean_base_path(raw), want, "{raw}");
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! Receiver secrets and the cluster kubeconfig: the [`SecretSource`] trait, its AWS Secrets
+//! Manager implementation, and a file implementation for `quayhook serve` outside AWS.
+//!
+//! I/O at the edge, pure in the middle: [`parse_receiver`] turns a secret's text into a
+//! [`ReceiverSecret`] without touching the network. Errors name the secret, never its value.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use serde::Deserialize;
+
+use crate::token::SecretString;
+
+/// One Kargo-style webhook receiver, as stored in its secret.
+///
+/// Stored as JSON: `{"project": "kargo-demo", "receiver": "quay", "secret": "…",
+/// "previousSecret": "…"}`. `project` must be present; `""` makes a cluster-level receiver
+/// (every namespace), like Kargo's `ClusterConfig` receivers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiverSecret {
+    /// The secret's name (or the file it came from), for messages.
+    pub source: String,
+    /// Kargo project (= namespace); `""` for a cluster-level receiver.
+    pub project: String,
+    /// Receiver name, as in the ProjectConfig's `spec.webhookReceivers[].name`.
+    pub receiver: String,
+    /// The receiver's secret; its hash is the token in the URL.
+    pub secret: SecretString,
+    /// The secret before the last rotation, accepted until removed.
+    pub previous_secret: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ReceiverJson {
+    project: String,
+    receiver: String,
+    secret: SecretString,
+    #[serde(default)]
+    previous_secret: Option<SecretString>,
+}
+
+/// What a receiver fetch returned: the usable receivers and, separately, the secrets that
+/// could not be used (each fails on its own; the others keep working).
+#[derive(Clone, Debug, Default)]
+pub struct Receivers {
+    /// Receivers that parsed.
+    pub receivers: Vec<ReceiverSecret>,
+    /// Secrets that were missing, unreadable or malformed.
+    pub problems: Vec<SecretsError>,
+}
+
+/// Why secrets could not be read. Never carries secret material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretsError {
+    /// Returned when the secret store cannot be reached or refuses the call as a whole.
+    #[error("secret store unavailable: {0}")]
+    Unavailable(String),
+    /// Returned when a named secret does not exist.
+    #[error("secret {0} not found")]
+    NotFound(String),
+    /// Returned when the caller may not read a secret (IAM or KMS).
+    #[error("access to secret {id} denied ({code})")]
+    AccessDenied {
+        /// The secret.
+        id: String,
+        /// The service's error code, e.g. `AccessDeniedException`.
+        code: String,
+    },
+    /// Returned when a secret holds no text (a binary secret).
+    #[error("secret {0} has no SecretString")]
+    NotText(String),
+    /// Returned when a receiver secret's text is not the expected JSON.
+    #[error("secret {id} is not a receiver: {reason}")]
+    Malformed {
+        /// The secret.
+        id: String,
+        /// What is wrong, in terms of fields (never values).
+        reason: String,
+    },
+    /// Returned when a local file cannot be read.
+    #[error("cannot read {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+}
+
+/// Parses one receiver secret's text.
+///
+/// # Errors
+/// [`SecretsError::Malformed`] when the text is not a JSON object with string fields
+/// `project`, `receiver` (non-empty), `secret` (non-empty) and optional `previousSecret`, or has
+/// any other field (a misspelt `previousSecret` must not be silently ignored).
+pub fn parse_receiver(source: &str, text: &str) -> Result<ReceiverSecret, SecretsError> {
+    let malformed = |reason: String| SecretsError::Malformed {
+        id: source.to_owned(),
+        reason,
+    };
+    let raw: ReceiverJson = serde_json::from_str(text).map_err(|e| {
+        // serde's messages name fields and positions; values never appear for these types
+        // except in "invalid type" errors, which quote only non-string scalars.
+        malformed(redact_serde(&e))
+    })?;
+    if raw.receiver.is_empty() {
+        return Err(malformed("receiver is empty".into()));
+    }
+    if raw.secret.expose().is_empty() {
+        return Err(malformed("secret is empty".into()));
+    }
+    Ok(ReceiverSecret {
+        source: source.to_owned(),
+        project: raw.project,
+        receiver: raw.receiver,
+        secret: raw.secret,
+        previous_secret: raw.previous_secret.filter(|s| !s.expose().is_empty()),
+    })
+}
+
+fn redact_serde(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            format!("not valid JSON (line {}, column {})", e.line(), e.column())
+        }
+        // `unknown field`/`missing field` name a field (never a value): keep those. Other data
+        // errors ("invalid type: integer `7`") may quote a value, so say only where.
+        Category::Data => {
+            let text = e.to_string();
+            if text.starts_with("unknown field") || text.starts_with("missing field") {
+                text.split(", expected").next().unwrap_or(&text).to_owned()
+            } else {
+                format!(
+                    "a field has the wrong type (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            }
+        }
+    }
+}
+
+/// Where receiver secrets and the kubeconfig are read from.
+pub trait SecretSource: Send + Sync {
+    /// Reads every configured receiver secret, in as few round trips as the store allows.
+    ///
+    /// # Errors
+    /// [`SecretsError::Unavailable`] only when the store as a whole failed; per-secret problems
+    /// land in [`Receivers::problems`].
+    fn receivers(&self) -> impl Future<Output = Result<Receivers, SecretsError>> + Send;
+
+    /// Reads the kubeconfig text.
+    ///
+    /// # Errors
+    /// Any [`SecretsError`]; the caller cannot reach the cluster without it.
+    fn kubeconfig(&self) -> impl Future<Output = Result<SecretString, SecretsError>> + Send;
+}
+
+/// AWS Secrets Manager: receivers by id list and/or name prefix through
+/// `BatchGetSecretValue`, the kubeconfig through `GetSecretValue`.
+#[derive(Clone, Debug)]
+pub struct SecretsManager {
+    client: Client,
+    receiver_ids: Vec<String>,
+    receiver_prefix: Option<String>,
+    kubeconfig_id: String,
+}
+
+/// `BatchGetSecretValue` takes at most 20 ids per call.
+const BATCH_IDS: usize = 20;
+
+impl SecretsManager {
+    /// Wraps a client with the secrets to read.
+    pub fn new(
+        client: Client,
+        receiver_ids: Vec<String>,
+        receiver_prefix: Option<String>,
+        kubeconfig_id: String,
+    ) -> Self {
+        Self {
+            client,
+            receiver_ids,
+            receiver_prefix,
+            kubeconfig_id,
+        }
+    }
+
+    /// The underlying client (for `quayhook secret` commands that write).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn batch(&self, ids: Option<&[String]>, out: &mut Receivers) -> Result<(), SecretsError> {
+        let mut next: Option<String> = None;
+        loop {
+            let mut call = self
+                .client
+                .batch_get_secret_value()
+                .set_next_token(next.take());
+            call = match (ids, &self.receiver_prefix) {
+                (Some(ids), _) => call.set_secret_id_list(Some(ids.to_vec())),
+                (None, Some(prefix)) => call.filters(
+                    Filter::builder()
+                        .key(FilterNameStringType::Name)
+                        .values(prefix.clone())
+                        .build(),
+                ),
+                (None, None) => return Ok(()),
+            };
+            let page = call.send().await.map_err(|e| unavailable(&e))?;
+            for entry in page.secret_values() {
+                let id = entry
+                    .name()
+                    .or(entry.arn())
+                    .unwrap_or("(unnamed)")
+                    .to_owned();
+                if ids.is_none()
+                    && !self
+                        .receiver_prefix
+                        .as_deref()
+                        .is_some_and(|p| id.starts_with(p))
+                {
+                    // The name filter is a prefix match in AWS; keep that promise locally too.
+                    continue;
+                }
+                if id == self.kubeconfig_id || entry.arn() == Some(self.kubeconfig_id.as_str()) {
+                    continue;
+                }
+                match entry.secret_string() {
+                    Some(text) => match parse_receiver(&id, text) {
+                        Ok(r) => out.receivers.push(r),
+                        Err(e) => out.problems.push(e),
+                    },
+                    None => out.problems.push(SecretsError::NotText(id)),
+                }
+            }
+            for err in page.errors() {
+                let id = err.secret_id().unwrap_or("(unknown)").to_owned();
+                out.problems.push(match err.error_code() {
+                    Some("ResourceNotFoundException") => SecretsError::NotFound(id),
+                    code => SecretsError::AccessDenied {
+                        id,
+                        code: code.unwrap_or("error").to_owned(),
+                    },
+                });
+            }
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+fn unavailable<E: std::error::Error>(e: &E) -> SecretsError {
+    SecretsError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+impl SecretSource for SecretsManager {
+    async fn receivers(&self) -> Result<Receivers, SecretsError> {
+        let mut out = Receivers::default();
+        for chunk in self.receiver_ids.chunks(BATCH_IDS) {
+            self.batch(Some(chunk), &mut out).await?;
+        }
+        if self.receiver_prefix.is_some() {
+            self.batch(None, &mut out).await?;
+        }
+        // A secret named both by id and by prefix counts once.
+        out.receivers.sort_by(|a, b| a.source.cmp(&b.source));
+        out.receivers.dedup_by(|a, b| a.source == b.source);
+        Ok(out)
+    }
+
+    async fn kubeconfig(&self) -> Result<SecretString, SecretsError> {
+        let id = &self.kubeconfig_id;
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error().and_then(|s| s.code()) {
+                Some("ResourceNotFoundException") => SecretsError::NotFound(id.clone()),
+                Some(code @ ("AccessDeniedException" | "DecryptionFailure")) => {
+                    SecretsError::AccessDenied {
+                        id: id.clone(),
+                        code: code.to_owned(),
+                    }
+                }
+                _ => unavailable(&e),
+            })?;
+        out.secret_string()
+            .map(SecretString::new)
+            .ok_or_else(|| SecretsError::NotText(id.clone()))
+    }
+}
+
+/// Local files: a receivers JSON file (one object or an array) and a kubeconfig file.
+/// Re-read on every fetch, so edits apply without a restart.
+#[derive(Clone, Debug)]
+pub struct FileSecrets {
+    receivers: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl FileSecrets {
+    /// Reads receivers and the kubeconfig from these files.
+    pub fn new(receivers: PathBuf, kubeconfig: PathBuf) -> Self {
+        Self {
+            receivers,
+            kubeconfig,
+        }
+    }
+}
+
+async fn read_file(path: &PathBuf) -> Result<String, SecretsError> {
+    tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| SecretsError::File {
+            path: path.display().to_string(),
+            reason: e.kind().to_string(),
+        })
+}
+
+impl SecretSource for FileSecrets {
+    async fn receivers(&self) -> Result<Receivers, SecretsError> {
+        let text = read_file(&self.receivers).await?;
+        let source = self.receivers.display().to_string();
+        let items: Vec<serde_json::Value> = match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Array(items)) => items,
+            Ok(one @ serde_json::Value::Object(_)) => vec![one],
+            _ => {
+                return Err(SecretsError::Malformed {
+                    id: source,
+                    reason: "expected a JSON object or an array of objects".into(),
+                });
+            }
+        };
+        let mut out = Receivers::default();
+        for (i, item) in items.iter().enumerate() {
+            match parse_receiver(&format!("{source}[{i}]"), &item.to_string()) {
+                Ok(r) => out.receivers.push(r),
+                Err(e) => out.problems.push(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn kubeconfig(&self) -> Result<SecretString, SecretsError> {
+        read_file(&self.kubeconfig).await.map(SecretString::new)
+    }
+}
+
+/// The secret source the configuration names: Secrets Manager, or files for `serve`.
+#[derive(Clone, Debug)]
+pub enum ConfiguredSecrets {
+    /// AWS Secrets Manager.
+    Aws(SecretsManager),
+    /// Local files.
+    Files(FileSecrets),
+}
+
+impl ConfiguredSecrets {
+    /// Builds the source for `config`; for Secrets Manager this loads the AWS SDK
+    /// configuration (region, credentials, `AWS_ENDPOINT_URL`) from the environment.
+    pub async fn from_config(config: &crate::config::SecretsConfig) -> Self {
+        match config {
+            crate::config::SecretsConfig::SecretsManager {
+                receiver_ids,
+                receiver_prefix,
+                kubeconfig_id,
+            } => {
+                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                ConfiguredSecrets::Aws(SecretsManager::new(
+                    Client::new(&sdk),
+                    receiver_ids.clone(),
+                    receiver_prefix.clone(),
+                    kubeconfig_id.clone(),
+                ))
+            }
+            crate::config::SecretsConfig::Files {
+                receivers,
+                kubeconfig,
+            } => ConfiguredSecrets::Files(FileSecrets::new(receivers.clone(), kubeconfig.clone())),
+        }
+    }
+}
+
+impl SecretSource for ConfiguredSecrets {
+    async fn receivers(&self) -> Result<Receivers, SecretsError> {
+        match self {
+            ConfiguredSecrets::Aws(s) => s.receivers().await,
+            ConfiguredSecrets::Files(s) => s.receivers().await,
+        }
+    }
+
+    async fn kubeconfig(&self) -> Result<SecretString, SecretsError> {
+        match self {
+            ConfiguredSecrets::Aws(s) => s.kubeconfig().await,
+            ConfiguredSecrets::Files(s) => s.kubeconfig().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receiver_secret_parses_with_optional_previous_secret() {
+        let r = parse_receiver(
+            "s",
+            r#"{"project":"kargo-demo","receiver":"quay","secret":"abc","previousSecret":"old"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.project.as_str(), r.receiver.as_str()),
+            ("kargo-demo", "quay")
+        );
+        assert_eq!(r.secret.expose(), "abc");
+        assert_eq!(
+            r.previous_secret.as_ref().map(SecretString::expose),
+            Some("old")
+        );
+        let r = parse_receiver(
+            "s",
+            r#"{"project":"","receiver":"q","secret":"x","previousSecret":""}"#,
+        )
+        .unwrap();
+        assert_eq!(r.project, "", "empty project = cluster-level receiver");
+        assert!(r.previous_secret.is_none());
+    }
+
+    #[test]
+    fn malformed_receivers_are_rejected_without_echoing_values() {
+        for text in [
+            r#"{"receiver":"q","secret":"hunter2"}"#,
+            r#"{"project":"p","receiver":"","secret":"hunter2"}"#,
+            r#"{"project":"p","receiver":"q","secret":""}"#,
+            r#"{"project":"p","receiver":"q","secret":"hunter2","previous_secret":"hunter3"}"#,
+            r#"{"project":"p","receiver":"q","secret":7}"#,
+            r#"{"project":"p","receiver":"q","secret":["hunter2"]}"#,
+            r#"not json hunter2"#,
+            r#"["hunter2"]"#,
+        ] {
+            let err = parse_receiver("quayhook/r", text).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(matches!(err, SecretsError::Malformed { .. }), "{text}");
+            assert!(shown.contains("quayhook/r"), "{shown}");
+            assert!(!shown.contains("hunter"), "leaked a value: {shown}");
+        }
+    }
+}
