@@ -1,0 +1,11 @@
+//! Integration suites: quayhook's real adapters against real protocols — the AWS SDK against
+//! moto_server, `kube` over HTTPS with a bearer token against the local API server — driven
+//! through the Lambda handler with API Gateway events. One test binary (ripgrep-style), so the
+//! heavy dependency graph links once.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod events;
+mod scenarios;
+mod serve;

@@ -1,0 +1,614 @@
+//! The delivery scenarios of the Lambda issue, each against moto and the local API server.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::apiserver::Fault;
+use crate::support::{Harness, QUAY_REPO, Setup, event_v2, push, wh};
+
+const NS: &str = "kargo-demo";
+
+fn names(body: &Value, list: &str) -> Vec<String> {
+    body[list]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|w| {
+                    format!(
+                        "{}/{}",
+                        w["namespace"].as_str().unwrap(),
+                        w["name"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn setup(warehouses: Vec<Value>) -> Setup {
+    Setup {
+        namespaces: vec![NS],
+        warehouses,
+        ..Setup::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn happy_path_refreshes_subscribers_with_one_round_trip_when_warm() {
+    let h = Harness::start(setup(vec![
+        wh(NS, "a").image(QUAY_REPO, json!({})).json(),
+        wh(NS, "b")
+            .image(QUAY_REPO, json!({"constraint": "^1.0.0"}))
+            .json(),
+        wh(NS, "other")
+            .image("quay.io/mynamespace/other", json!({}))
+            .json(),
+    ]))
+    .await;
+    let token = h.receiver(NS, "quay", "s3cret-happy", None).await;
+
+    let (status, body) = h.post(&token, &push(QUAY_REPO, &["v1.2.0"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["msg"], "refreshed 2 warehouse(s)");
+    assert_eq!(names(&body, "refreshed"), ["kargo-demo/a", "kargo-demo/b"]);
+    assert_eq!(body["receiver"], json!({"project": NS, "name": "quay"}));
+    let stamp = h.refreshed_at(NS, "a").expect("annotation set");
+    assert!(
+        stamp.ends_with('Z') && stamp.len() == 20,
+        "RFC 3339 UTC seconds: {stamp}"
+    );
+    assert!(h.refreshed_at(NS, "other").is_none());
+
+    // Warm: no list, one patch per Warehouse, all in flight together.
+    h.api.reset_requests();
+    h.api.set_latency(Duration::from_millis(50));
+    let (status, _) = h.post(&token, &push(QUAY_REPO, &["v1.2.1"])).await;
+    assert_eq!(status, 200);
+    assert_eq!(h.api.count("list", "warehouses"), 0);
+    assert_eq!(h.api.count("patch", "warehouses"), 2);
+    assert_eq!(
+        h.api.max_concurrency(),
+        2,
+        "patches run concurrently: one round trip"
+    );
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_filters_refresh_only_interested_warehouses_and_explain_the_rest() {
+    let h = Harness::start(setup(vec![
+        wh(NS, "v1")
+            .image(QUAY_REPO, json!({"constraint": "^1.0.0"}))
+            .json(),
+        wh(NS, "v2")
+            .image(QUAY_REPO, json!({"constraint": "^2.0.0"}))
+            .json(),
+        wh(NS, "no-rc")
+            .image(
+                QUAY_REPO,
+                json!({"imageSelectionStrategy": "Lexical", "ignoreTagsRegexes": ["-rc"]}),
+            )
+            .json(),
+        wh(NS, "latest")
+            .image(
+                QUAY_REPO,
+                json!({"imageSelectionStrategy": "Digest", "constraint": "latest"}),
+            )
+            .json(),
+    ]))
+    .await;
+    let token = h.receiver(NS, "quay", "s3cret-tags", None).await;
+    let (status, body) = h.post(&token, &push(QUAY_REPO, &["v2.0.0-rc.1"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["msg"], "refreshed 0 warehouse(s)");
+    let skipped: Vec<String> = body["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            format!(
+                "{}: {}",
+                w["name"].as_str().unwrap(),
+                w["reasons"][0].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            "latest: tag v2.0.0-rc.1 is not the tracked tag latest",
+            "no-rc: tag v2.0.0-rc.1 ignored by regex -rc",
+            "v1: tag v2.0.0-rc.1 does not satisfy ^1.0.0",
+            "v2: tag v2.0.0-rc.1 does not satisfy ^2.0.0",
+        ]
+    );
+    let (_, body) = h
+        .post(&token, &push(QUAY_REPO, &["latest", "v2.1.0"]))
+        .await;
+    assert_eq!(
+        names(&body, "refreshed"),
+        ["kargo-demo/latest", "kargo-demo/no-rc", "kargo-demo/v2"]
+    );
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oci_chart_subscription_is_refreshed_by_a_chart_push() {
+    let h = Harness::start(setup(vec![
+        wh(NS, "chart")
+            .chart("oci://quay.io/mynamespace/guestbook-chart", "^0.3.0")
+            .json(),
+        wh(NS, "old-chart")
+            .chart("oci://quay.io/mynamespace/guestbook-chart", "^0.2.0")
+            .json(),
+    ]))
+    .await;
+    let token = h.receiver(NS, "quay", "s3cret-chart", None).await;
+    let (status, body) = h
+        .post(
+            &token,
+            &push("quay.io/mynamespace/guestbook-chart", &["0.3.1"]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(names(&body, "refreshed"), ["kargo-demo/chart"]);
+    assert_eq!(names(&body, "skipped"), ["kargo-demo/old-chart"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_level_receiver_refreshes_every_namespace() {
+    let h = Harness::start(Setup {
+        cluster: true,
+        warehouses: vec![
+            wh("team-a", "w").image(QUAY_REPO, json!({})).json(),
+            wh("team-b", "w").image(QUAY_REPO, json!({})).json(),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    let token = h.receiver("", "cluster-quay", "s3cret-cluster", None).await;
+    let (status, body) = h.post(&token, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(names(&body, "refreshed"), ["team-a/w", "team-b/w"]);
+    assert_eq!(
+        h.api.count("list", "warehouses"),
+        1,
+        "one cluster-wide list"
+    );
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_projects_with_separate_secrets_stay_separate() {
+    let h = Harness::start(Setup {
+        namespaces: vec!["team-a", "team-b"],
+        warehouses: vec![
+            wh("team-a", "w").image(QUAY_REPO, json!({})).json(),
+            wh("team-b", "w").image(QUAY_REPO, json!({})).json(),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    let a = h.receiver("team-a", "quay", "s3cret-a", None).await;
+    let b = h.receiver("team-b", "quay", "s3cret-b", None).await;
+    let (_, body) = h.post(&a, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(names(&body, "refreshed"), ["team-a/w"]);
+    assert!(h.refreshed_at("team-b", "w").is_none());
+    let (_, body) = h.post(&b, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(names(&body, "refreshed"), ["team-b/w"]);
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_token_is_404_with_no_hint_and_refetches_at_most_once_per_interval() {
+    let h = Harness::start(setup(vec![])).await;
+    let _token = h.receiver(NS, "quay", "s3cret-unknown", None).await;
+    let bogus = "0".repeat(64);
+    for path in [
+        format!("/quay/{bogus}"),
+        "/quay/not-hex".into(),
+        "/github/abc".into(),
+        "/".into(),
+    ] {
+        let (status, body) = h
+            .send(&event_v2(
+                "POST",
+                &path,
+                push(QUAY_REPO, &[]).as_bytes(),
+                false,
+                &[],
+            ))
+            .await;
+        assert_eq!((status, body), (404, json!({})), "{path}");
+    }
+    // One fetch at first use; unknown tokens inside the miss interval fetch nothing more.
+    let first_age = h.state.receivers_age().expect("fetched once");
+    assert!(first_age < Duration::from_secs(5));
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotation_accepts_the_previous_secret_until_it_is_removed() {
+    let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
+    let _new = h
+        .receiver(NS, "quay", "s3cret-new", Some("s3cret-old"))
+        .await;
+    let old = quayhook::token::receiver_token(
+        NS,
+        "quay",
+        &quayhook::token::SecretString::new("s3cret-old"),
+    );
+    let (status, body) = h.post(&old, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["receiver"]["previousSecret"], true);
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_added_at_run_time_works_without_a_restart() {
+    let h = Harness::start(Setup {
+        env: vec![("QUAYHOOK_SECRETS_MISS_INTERVAL", "0".into())],
+        ..setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])
+    })
+    .await;
+    let first = h.receiver(NS, "quay", "s3cret-first", None).await;
+    assert_eq!(h.post(&first, &push(QUAY_REPO, &["v1"])).await.0, 200);
+    let second = h.receiver(NS, "quay-2", "s3cret-second", None).await;
+    let (status, body) = h.post(&second, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["receiver"]["name"], "quay-2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_tokens_do_not_hammer_secrets_manager() {
+    let h = Harness::start(Setup {
+        env: vec![("QUAYHOOK_SECRETS_MISS_INTERVAL", "1h".into())],
+        ..setup(vec![])
+    })
+    .await;
+    let _ = h.receiver(NS, "quay", "s3cret-flood", None).await;
+    assert_eq!(h.post(&"1".repeat(64), "{}").await.0, 404);
+    let after_first = h.state.receivers_age().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A receiver created now is not seen: the flood of unknown tokens does not re-fetch.
+    let late = h.receiver(NS, "late", "s3cret-late", None).await;
+    for _ in 0..20 {
+        assert_eq!(h.post(&late, "{}").await.0, 404);
+    }
+    assert!(
+        h.state.receivers_age().unwrap() >= after_first,
+        "no re-fetch happened"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warehouse_created_after_the_index_was_built_is_found() {
+    let h = Harness::start(Setup {
+        env: vec![("QUAYHOOK_INDEX_MISS_INTERVAL", "0".into())],
+        ..setup(vec![
+            wh(NS, "first")
+                .image("quay.io/mynamespace/first", json!({}))
+                .json(),
+        ])
+    })
+    .await;
+    let token = h.receiver(NS, "quay", "s3cret-new-wh", None).await;
+    let (_, body) = h.post(&token, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(body["msg"], "refreshed 0 warehouse(s)");
+    h.api
+        .apply(wh(NS, "late").image(QUAY_REPO, json!({})).json());
+    let (_, body) = h.post(&token, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(names(&body, "refreshed"), ["kargo-demo/late"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_for_unsubscribed_repositories_relist_at_most_once_per_interval() {
+    let h = Harness::start(Setup {
+        env: vec![("QUAYHOOK_INDEX_MISS_INTERVAL", "1h".into())],
+        ..setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])
+    })
+    .await;
+    let token = h.receiver(NS, "quay", "s3cret-miss", None).await;
+    for _ in 0..10 {
+        assert_eq!(
+            h.post(&token, &push("quay.io/nobody/subscribes", &["v1"]))
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(h.api.count("list", "warehouses"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversize_bodies_are_413_with_or_without_a_length_header() {
+    let h = Harness::start(setup(vec![])).await;
+    let token = h.receiver(NS, "quay", "s3cret-big", None).await;
+    let big = vec![b' '; 2_097_153];
+    let path = format!("/quay/{token}");
+    let want = json!({"error": "content exceeds limit of 2097152 bytes"});
+    let with_len = event_v2(
+        "POST",
+        &path,
+        &big,
+        false,
+        &[("content-length", big.len().to_string())],
+    );
+    assert_eq!(h.send(&with_len).await, (413, want.clone()));
+    let without_len = event_v2("POST", &path, &big, false, &[]);
+    assert_eq!(
+        h.send(&without_len).await,
+        (413, want.clone()),
+        "Kargo answers 500 here; we answer 413"
+    );
+    let lying = event_v2(
+        "POST",
+        &path,
+        b"{}",
+        false,
+        &[("content-length", "3000000".into())],
+    );
+    assert_eq!(h.send(&lying).await.0, 413);
+    // Exactly at the limit is accepted (and here is valid JSON whitespace around `{}`).
+    let mut exact = vec![b' '; 2_097_150];
+    exact.extend_from_slice(b"{}");
+    assert_eq!(
+        h.send(&event_v2("POST", &path, &exact, false, &[])).await.0,
+        200
+    );
+    // Routing comes first: an unknown token with a huge body is still 404, as in Kargo.
+    assert_eq!(
+        h.send(&event_v2(
+            "POST",
+            &format!("/quay/{}", "e".repeat(64)),
+            &big,
+            false,
+            &[]
+        ))
+        .await
+        .0,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_base64_body_is_decoded() {
+    let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
+    let token = h.receiver(NS, "quay", "s3cret-b64", None).await;
+    let event = event_v2(
+        "POST",
+        &format!("/quay/{token}"),
+        push(QUAY_REPO, &["v1"]).as_bytes(),
+        true,
+        &[],
+    );
+    let (status, body) = h.send(&event).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(names(&body, "refreshed"), ["kargo-demo/w"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_json_is_400_and_other_methods_are_405() {
+    let h = Harness::start(setup(vec![])).await;
+    let token = h.receiver(NS, "quay", "s3cret-bad", None).await;
+    for body in [
+        "",
+        "[]",
+        "{\"docker_url\": 1}",
+        "{} x",
+        "\u{feff}{}",
+        "{\"updated_tags\": \"v1\"}",
+    ] {
+        assert_eq!(
+            h.post(&token, body).await,
+            (400, json!({"error": "invalid request body"})),
+            "{body:?}"
+        );
+    }
+    let (status, body) = h
+        .send(&event_v2("GET", &format!("/quay/{token}"), b"", false, &[]))
+        .await;
+    assert_eq!(
+        (status, body),
+        (405, json!({"error": "method not allowed"}))
+    );
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warehouse_deleted_since_the_list_is_reported_gone_and_dropped() {
+    let h = Harness::start(setup(vec![
+        wh(NS, "kept").image(QUAY_REPO, json!({})).json(),
+        wh(NS, "deleted").image(QUAY_REPO, json!({})).json(),
+    ]))
+    .await;
+    let token = h.receiver(NS, "quay", "s3cret-404", None).await;
+    assert_eq!(h.post(&token, &push(QUAY_REPO, &["v1"])).await.0, 200);
+    h.api.delete("warehouses", Some(NS), "deleted");
+    let (status, body) = h.post(&token, &push(QUAY_REPO, &["v2"])).await;
+    assert_eq!(status, 200, "a deleted Warehouse needs no refresh: {body}");
+    assert_eq!(names(&body, "gone"), ["kargo-demo/deleted"]);
+    h.api.reset_requests();
+    let (_, body) = h.post(&token, &push(QUAY_REPO, &["v3"])).await;
+    assert_eq!(names(&body, "refreshed"), ["kargo-demo/kept"]);
+    assert_eq!(
+        h.api.count("patch", "warehouses"),
+        1,
+        "the gone entry was dropped from the index"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_failure_is_500_naming_the_failed_warehouses() {
+    let h = Harness::start(Setup {
+        env: vec![("QUAYHOOK_MAX_ATTEMPTS", "2".into())],
+        ..setup(vec![
+            wh(NS, "ok").image(QUAY_REPO, json!({})).json(),
+            wh(NS, "broken").image(QUAY_REPO, json!({})).json(),
+        ])
+    })
+    .await;
+    let token = h.receiver(NS, "quay", "s3cret-partial", None).await;
+    assert_eq!(h.post(&token, "{}").await.0, 200); // warm the index
+    h.api.inject(
+        Fault::status(500)
+            .on_method("PATCH")
+            .on_path("/warehouses/broken"),
+    );
+    let (status, body) = h.post(&token, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"], "failed to refresh 1 of 2 warehouses");
+    assert_eq!(names(&body, "failed"), ["kargo-demo/broken"]);
+    assert_eq!(names(&body, "refreshed"), ["kargo-demo/ok"]);
+    assert!(h.refreshed_at(NS, "ok").is_some());
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_api_server_is_503_so_quay_retries() {
+    let h = Harness::start(Setup {
+        env: vec![("QUAYHOOK_REQUEST_TIMEOUT", "2s".into())],
+        ..setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])
+    })
+    .await;
+    let token = h.receiver(NS, "quay", "s3cret-down", None).await;
+    h.api.inject(Fault::drop());
+    let started = std::time::Instant::now();
+    let (status, body) = h.post(&token, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot list warehouses")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered within the budget"
+    );
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_401_rereads_the_kubeconfig_secret_once_and_retries() {
+    let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
+    let token = h.receiver(NS, "quay", "s3cret-401", None).await;
+    assert_eq!(h.post(&token, &push(QUAY_REPO, &["v1"])).await.0, 200);
+    // Rotate: the old token stops working, a new one is stored in the kubeconfig secret.
+    let fresh = h.api.grant_service_account(
+        "quayhook",
+        "quayhook",
+        Some(NS),
+        "kargo.akuity.io",
+        &["warehouses"],
+        &["get", "list", "patch"],
+    );
+    h.sensitive(fresh.clone());
+    h.api.revoke_token(&h.sa_token);
+    crate::support::moto::put_secret(
+        &h.sm,
+        &format!("{}/kubeconfig", h.prefix),
+        &h.api.kubeconfig_yaml(&fresh, None),
+    )
+    .await;
+    let (status, body) = h.post(&token, &push(QUAY_REPO, &["v2"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(names(&body, "refreshed"), ["kargo-demo/w"]);
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_403_outside_the_granted_namespace_is_reported_not_retried() {
+    let h = Harness::start(Setup {
+        namespaces: vec!["granted"],
+        warehouses: vec![wh("other", "w").image(QUAY_REPO, json!({})).json()],
+        ..Setup::default()
+    })
+    .await;
+    let token = h.receiver("other", "quay", "s3cret-403", None).await;
+    let (status, body) = h.post(&token, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("forbidden (403)"),
+        "{body}"
+    );
+    assert_eq!(h.api.count("list", "warehouses"), 1, "403 is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_retried_honouring_retry_after() {
+    let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
+    let token = h.receiver(NS, "quay", "s3cret-429", None).await;
+    assert_eq!(h.post(&token, "{}").await.0, 200);
+    h.api.inject(Fault::throttle(1).on_method("PATCH").times(1));
+    let started = std::time::Instant::now();
+    let (status, body) = h.post(&token, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for Retry-After"
+    );
+    assert_eq!(
+        h.api.count("patch", "warehouses"),
+        3,
+        "warm-up, throttled, retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_beyond_the_budget_answers_5xx_quickly() {
+    let h = Harness::start(Setup {
+        env: vec![("QUAYHOOK_REQUEST_TIMEOUT", "2s".into())],
+        ..setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])
+    })
+    .await;
+    let token = h.receiver(NS, "quay", "s3cret-429b", None).await;
+    assert_eq!(h.post(&token, "{}").await.0, 200);
+    h.api.inject(Fault::throttle(30).on_method("PATCH"));
+    let started = std::time::Instant::now();
+    let (status, body) = h.post(&token, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "does not wait 30 s inside a 2 s budget"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_manager_down_is_503_without_a_cache_and_served_from_cache_with_one() {
+    let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
+    let token = h.receiver(NS, "quay", "s3cret-smdown", None).await;
+
+    // A state whose Secrets Manager endpoint refuses connections.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dead = quayhook::secrets::SecretsManager::new(
+        crate::support::moto::client_for(&format!("http://{closed}")),
+        Vec::new(),
+        Some(format!("{}/receivers/", h.prefix)),
+        format!("{}/kubeconfig", h.prefix),
+    );
+    let config = h.state.config.clone();
+    let connector = quayhook::cluster::KubeConnector {
+        connect_timeout: config.connect_timeout,
+        read_timeout: config.request_timeout,
+    };
+    let down = quayhook::state::State::new(config, dead, connector);
+    let event = event_v2(
+        "POST",
+        &format!("/quay/{token}"),
+        push(QUAY_REPO, &["v1"]).as_bytes(),
+        false,
+        &[],
+    );
+    let resp = quayhook::handler::handle(&down, crate::support::request(&event)).await;
+    let (status, body) = crate::support::parts(resp);
+    assert_eq!(
+        (status, body),
+        (503, json!({"error": "receiver secrets unavailable"}))
+    );
+    h.assert_no_leaks();
+}

@@ -1,0 +1,341 @@
+//! Test support shared by the integration suites: the local Kubernetes API server, a real
+//! moto server, a harness wiring them to quayhook's real adapters, event builders, Warehouse
+//! fixtures and log capture.
+#![allow(dead_code)] // each suite uses a different subset of these helpers
+
+pub mod apiserver;
+pub mod logs;
+pub mod moto;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use base64::Engine as _;
+use lambda_http::{Body, Request};
+use quayhook::cluster::KubeConnector;
+use quayhook::config::Config;
+use quayhook::handler;
+use quayhook::secrets::SecretsManager;
+use quayhook::state::State;
+use quayhook::token::{SecretString, receiver_token};
+use serde_json::{Value, json};
+
+use apiserver::ApiServer;
+
+/// The repository of the recorded Quay push (`events/`).
+pub const QUAY_REPO: &str = "quay.io/mynamespace/repository";
+
+/// A Warehouse object as a user would `kubectl apply` it.
+pub struct Wh {
+    namespace: String,
+    name: String,
+    subscriptions: Vec<Value>,
+}
+
+/// Starts a Warehouse fixture.
+pub fn wh(namespace: &str, name: &str) -> Wh {
+    Wh {
+        namespace: namespace.into(),
+        name: name.into(),
+        subscriptions: Vec::new(),
+    }
+}
+
+impl Wh {
+    /// Adds an image subscription with extra fields.
+    pub fn image(mut self, repo: &str, extra: Value) -> Self {
+        let mut sub = json!({ "repoURL": repo });
+        if let (Some(obj), Some(more)) = (sub.as_object_mut(), extra.as_object()) {
+            obj.extend(more.clone());
+        }
+        self.subscriptions.push(json!({ "image": sub }));
+        self
+    }
+
+    /// Adds a chart subscription.
+    pub fn chart(mut self, repo: &str, constraint: &str) -> Self {
+        self.subscriptions
+            .push(json!({ "chart": { "repoURL": repo, "semverConstraint": constraint } }));
+        self
+    }
+
+    /// The object.
+    pub fn json(&self) -> Value {
+        json!({
+            "apiVersion": "kargo.akuity.io/v1alpha1",
+            "kind": "Warehouse",
+            "metadata": { "namespace": self.namespace, "name": self.name },
+            "spec": { "interval": "5m0s", "subscriptions": self.subscriptions }
+        })
+    }
+}
+
+/// A Quay push body.
+pub fn push(repo: &str, tags: &[&str]) -> String {
+    json!({
+        "repository": "mynamespace/repository",
+        "namespace": "mynamespace",
+        "name": "repository",
+        "docker_url": repo,
+        "homepage": "https://quay.io/repository/mynamespace/repository",
+        "updated_tags": tags,
+    })
+    .to_string()
+}
+
+/// An API Gateway HTTP API (payload v2) event for `POST path`.
+pub fn event_v2(
+    method: &str,
+    path: &str,
+    body: &[u8],
+    base64: bool,
+    headers: &[(&str, String)],
+) -> String {
+    let mut hdrs = serde_json::Map::new();
+    hdrs.insert("content-type".into(), json!("application/json"));
+    hdrs.insert(
+        "host".into(),
+        json!("abc123.execute-api.us-east-1.amazonaws.com"),
+    );
+    for (k, v) in headers {
+        hdrs.insert((*k).into(), json!(v));
+    }
+    let body_text = if base64 {
+        base64::engine::general_purpose::STANDARD.encode(body)
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
+    json!({
+        "version": "2.0",
+        "routeKey": "POST /quay/{token}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": hdrs,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "Quay" },
+            "requestId": "req-1", "routeKey": "POST /quay/{token}", "stage": "$default",
+            "time": "27/Nov/2026:12:00:00 +0000", "timeEpoch": 1795780800000u64
+        },
+        "body": body_text,
+        "isBase64Encoded": base64
+    })
+    .to_string()
+}
+
+/// Parses an event as the Lambda runtime would.
+pub fn request(event: &str) -> Request {
+    lambda_http::request::from_str(event).expect("event parses")
+}
+
+/// Status and JSON body of a response.
+pub fn parts(resp: lambda_http::Response<Body>) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let body: &[u8] = resp.body().as_ref();
+    let text = std::str::from_utf8(body).expect("utf-8 body");
+    assert!(
+        text.ends_with('\n'),
+        "bodies end with a newline like Go's json.Encoder: {text:?}"
+    );
+    (status, serde_json::from_str(text).expect("JSON body"))
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// quayhook's real adapters against the local API server and moto, with a unique secret
+/// namespace per test.
+pub struct Harness {
+    /// The local Kubernetes API server.
+    pub api: ApiServer,
+    /// A moto client.
+    pub sm: aws_sdk_secretsmanager::Client,
+    /// Prefix of every secret of this test.
+    pub prefix: String,
+    /// The receiver's state.
+    pub state: State<SecretsManager, KubeConnector>,
+    /// The service account token in the stored kubeconfig.
+    pub sa_token: String,
+    sensitive: Mutex<Vec<String>>,
+}
+
+/// Options of a [`Harness`].
+#[derive(Default)]
+pub struct Setup {
+    /// Namespaces the service account may get/list/patch Warehouses in.
+    pub namespaces: Vec<&'static str>,
+    /// Grant cluster-wide instead.
+    pub cluster: bool,
+    /// Extra configuration variables.
+    pub env: Vec<(&'static str, String)>,
+    /// Warehouses to create before starting.
+    pub warehouses: Vec<Value>,
+    /// Use a secret-id list instead of a prefix for receivers (ids filled by `receiver`).
+    pub receiver_ids: Option<Vec<String>>,
+}
+
+impl Harness {
+    /// Starts an API server, grants the service account, stores the kubeconfig in moto and
+    /// builds quayhook's state from a configuration map.
+    pub async fn start(setup: Setup) -> Harness {
+        logs::install();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("t{}-{n}", std::process::id());
+        let api = ApiServer::start().await;
+        for w in &setup.warehouses {
+            api.apply(w.clone());
+        }
+        let verbs = ["get", "list", "patch"];
+        let sa_token = if setup.cluster {
+            api.grant_service_account(
+                "quayhook",
+                "quayhook",
+                None,
+                "kargo.akuity.io",
+                &["warehouses"],
+                &verbs,
+            )
+        } else {
+            let mut token = String::new();
+            for ns in &setup.namespaces {
+                token = api.grant_service_account(
+                    "quayhook",
+                    "quayhook",
+                    Some(ns),
+                    "kargo.akuity.io",
+                    &["warehouses"],
+                    &verbs,
+                );
+            }
+            token
+        };
+        let sm = moto::client();
+        let kubeconfig_id = format!("{prefix}/kubeconfig");
+        moto::put_secret(&sm, &kubeconfig_id, &api.kubeconfig_yaml(&sa_token, None)).await;
+
+        let mut vars: HashMap<String, String> = HashMap::new();
+        match &setup.receiver_ids {
+            Some(ids) => vars.insert("QUAYHOOK_RECEIVER_SECRET_IDS".into(), ids.join(",")),
+            None => vars.insert(
+                "QUAYHOOK_RECEIVER_SECRET_PREFIX".into(),
+                format!("{prefix}/receivers/"),
+            ),
+        };
+        vars.insert("QUAYHOOK_KUBECONFIG_SECRET_ID".into(), kubeconfig_id);
+        for (k, v) in &setup.env {
+            vars.insert((*k).into(), v.clone());
+        }
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
+        let secrets = quayhook::secrets::SecretsManager::new(
+            sm.clone(),
+            config_ids(&config),
+            config_prefix(&config),
+            format!("{prefix}/kubeconfig"),
+        );
+        let connector = KubeConnector {
+            connect_timeout: config.connect_timeout,
+            read_timeout: config.request_timeout,
+        };
+        let h = Harness {
+            state: State::new(config, secrets, connector),
+            api,
+            sm,
+            prefix,
+            sensitive: Mutex::new(vec![sa_token.clone()]),
+            sa_token,
+        };
+        h.sensitive(h.api.admin_token().to_owned());
+        h
+    }
+
+    /// Records a value that must never appear in logs.
+    pub fn sensitive(&self, value: String) {
+        self.sensitive.lock().unwrap().push(value);
+    }
+
+    /// Stores a receiver secret and returns its URL token.
+    pub async fn receiver(
+        &self,
+        project: &str,
+        name: &str,
+        secret: &str,
+        previous: Option<&str>,
+    ) -> String {
+        let mut body = json!({ "project": project, "receiver": name, "secret": secret });
+        if let Some(p) = previous {
+            body["previousSecret"] = json!(p);
+            self.sensitive(p.to_owned());
+            self.sensitive(receiver_token(project, name, &SecretString::new(p)));
+        }
+        let id = format!("{}/receivers/{project}-{name}", self.prefix);
+        moto::put_secret(&self.sm, &id, &body.to_string()).await;
+        let token = receiver_token(project, name, &SecretString::new(secret));
+        self.sensitive(secret.to_owned());
+        self.sensitive(token.clone());
+        token
+    }
+
+    /// POSTs `body` to `/quay/{token}` through the Lambda handler.
+    pub async fn post(&self, token: &str, body: &str) -> (u16, Value) {
+        self.send(&event_v2(
+            "POST",
+            &format!("/quay/{token}"),
+            body.as_bytes(),
+            false,
+            &[],
+        ))
+        .await
+    }
+
+    /// Sends a raw event through the Lambda handler.
+    pub async fn send(&self, event: &str) -> (u16, Value) {
+        parts(handler::handle(&self.state, request(event)).await)
+    }
+
+    /// The refresh annotation of a Warehouse, if set.
+    pub fn refreshed_at(&self, ns: &str, name: &str) -> Option<String> {
+        self.api
+            .get("warehouses", Some(ns), name)?
+            .pointer("/metadata/annotations/kargo.akuity.io~1refresh")?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Asserts that no secret, token or kubeconfig credential of this test was logged.
+    pub fn assert_no_leaks(&self) {
+        let logs = logs::snapshot();
+        assert!(
+            !logs.is_empty(),
+            "log capture is empty: the check would prove nothing"
+        );
+        for value in self.sensitive.lock().unwrap().iter() {
+            assert!(
+                !logs.contains(value.as_str()),
+                "a secret value or token appeared in the logs"
+            );
+        }
+        assert!(
+            !logs.contains("/quay/"),
+            "a request path appeared in the logs"
+        );
+    }
+}
+
+fn config_ids(config: &Config) -> Vec<String> {
+    match &config.secrets {
+        quayhook::config::SecretsConfig::SecretsManager { receiver_ids, .. } => {
+            receiver_ids.clone()
+        }
+        quayhook::config::SecretsConfig::Files { .. } => Vec::new(),
+    }
+}
+
+fn config_prefix(config: &Config) -> Option<String> {
+    match &config.secrets {
+        quayhook::config::SecretsConfig::SecretsManager {
+            receiver_prefix, ..
+        } => receiver_prefix.clone(),
+        quayhook::config::SecretsConfig::Files { .. } => None,
+    }
+}
