@@ -24,6 +24,7 @@ pub fn init_cli(json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = if json {
