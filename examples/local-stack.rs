@@ -86,10 +86,10 @@ async fn run() -> Result<(), String> {
         let objects: Vec<Value> =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", seed.display()))?;
         for obj in objects {
-            if obj["kind"] == "Warehouse" {
-                if let Some(ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str) {
-                    namespaces.insert(ns.to_owned());
-                }
+            if obj["kind"] == "Warehouse"
+                && let Some(ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str)
+            {
+                namespaces.insert(ns.to_owned());
             }
             api.try_apply(obj)?;
         }

@@ -510,7 +510,8 @@ mod tests {
     /// Kargo `Test_semverSelector_MatchesTag`.
     #[test]
     fn semver_selector_matches_kargo_table() {
-        let rows: [(&[&str], &[&str], bool, &str, bool); 8] = [
+        type Row<'a> = (&'a [&'a str], &'a [&'a str], bool, &'a str, bool);
+        let rows: [Row; 8] = [
             (&[], &[], false, "foo", false),
             (&[], &[], true, "v1.0", false),
             (&[], &[], false, "v1.0.0", true),

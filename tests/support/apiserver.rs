@@ -25,7 +25,8 @@
 //! - `patch`: merge patch (RFC 7386) and JSON patch (RFC 6902)
 //! - `auth`: token identities and the RBAC authorizer
 //! - `status`: `metav1.Status` failures
-//! - `handler`: one HTTP request, from routing to the recorded log line
+//! - `route`: paths to resources, verbs and authorizer attributes
+//! - `handler`: one HTTP request, from faults and authentication to the recorded log line
 //! - `discovery`: `/version`, `/api`, `/apis` documents
 //! - `tls`: the generated CA and server certificate
 
@@ -44,6 +45,8 @@ mod list;
 mod objects;
 #[path = "apiserver/patch.rs"]
 mod patch;
+#[path = "apiserver/route.rs"]
+mod route;
 #[path = "apiserver/status.rs"]
 mod status;
 #[path = "apiserver/store.rs"]

@@ -8,18 +8,17 @@ use std::time::{Duration, SystemTime};
 
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::auth::{self, Attributes, Identity};
-use super::discovery::{
-    api_group, api_group_list, api_resource_list, api_versions, group_versions, version,
-};
+use super::discovery::{api_group, api_group_list, api_resource_list, api_versions, version};
 use super::list::{self, ListOptions};
 use super::objects::{self, PatchType, Target};
+use super::route::{Route, attributes, parse_query, route, verb_of};
 use super::status::ApiError;
-use super::store::{ResourceDef, find};
+use super::store::ResourceDef;
 use super::{FaultEffect, RecordedRequest, Shared, lock, new_uid, rfc3339};
 
 /// The largest request body a real API server accepts (3 MiB).
@@ -36,177 +35,6 @@ impl fmt::Display for Dropped {
 }
 
 impl std::error::Error for Dropped {}
-
-/// Where a request path leads.
-#[derive(Debug)]
-enum Route {
-    Health,
-    Version,
-    Api,
-    Apis,
-    Group(String),
-    GroupVersion(String, String),
-    Resource {
-        def: &'static ResourceDef,
-        /// The namespace segment of the path; `None` for cluster-scoped resources and for
-        /// lists across all namespaces.
-        namespace: Option<String>,
-        name: String,
-        subresource: String,
-    },
-    Unknown,
-}
-
-fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn parse_query(q: &str) -> Option<Vec<(String, String)>> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Some((percent_decode(k, true)?, percent_decode(v, true)?))
-        })
-        .collect()
-}
-
-fn route(path: &str) -> Route {
-    let Some(segs) = path
-        .strip_prefix('/')
-        .unwrap_or(path)
-        .split('/')
-        .map(|s| percent_decode(s, false).filter(|s| !s.is_empty()))
-        .collect::<Option<Vec<String>>>()
-    else {
-        return Route::Unknown;
-    };
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    match segs.as_slice() {
-        ["healthz" | "readyz" | "livez", ..] => Route::Health,
-        ["version"] => Route::Version,
-        ["api"] => Route::Api,
-        ["apis"] => Route::Apis,
-        ["api", "v1"] => Route::GroupVersion(String::new(), "v1".into()),
-        ["api", "v1", rest @ ..] => resource_route("", "v1", rest),
-        ["apis", g] if group_versions().iter().any(|(gg, _)| gg == g) => {
-            Route::Group(g.to_string())
-        }
-        ["apis", g, v] if group_versions().contains(&(g, v)) => {
-            Route::GroupVersion(g.to_string(), v.to_string())
-        }
-        ["apis", g, v, rest @ ..] => resource_route(g, v, rest),
-        _ => Route::Unknown,
-    }
-}
-
-fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
-    let make = |def: &'static ResourceDef, ns: Option<&str>, name: &str, sub: &str| {
-        if !sub.is_empty() && !def.subresources().contains(&sub) {
-            return Route::Unknown;
-        }
-        Route::Resource {
-            def,
-            namespace: ns.map(str::to_string),
-            name: name.to_string(),
-            subresource: sub.to_string(),
-        }
-    };
-    if let ["namespaces", ns, plural, tail @ ..] = rest
-        && let Some(def) = find(group, version, plural).filter(|d| d.namespaced)
-    {
-        return match tail {
-            [] => make(def, Some(ns), "", ""),
-            [name] => make(def, Some(ns), name, ""),
-            [name, sub] => make(def, Some(ns), name, sub),
-            _ => Route::Unknown,
-        };
-    }
-    let [plural, tail @ ..] = rest else {
-        return Route::Unknown;
-    };
-    let Some(def) = find(group, version, plural) else {
-        return Route::Unknown;
-    };
-    match (def.namespaced, tail) {
-        (_, []) => make(def, None, "", ""),
-        (false, [name]) => make(def, None, name, ""),
-        (false, [name, sub]) => make(def, None, name, sub),
-        _ => Route::Unknown,
-    }
-}
-
-/// The verb Kubernetes names this request with (`RequestInfo.Verb`).
-fn verb_of(method: &Method, route: &Route, query: &[(String, String)]) -> String {
-    let Route::Resource { name, .. } = route else {
-        return method.as_str().to_ascii_lowercase();
-    };
-    let watch = query
-        .iter()
-        .any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
-    match (method.as_str(), name.is_empty()) {
-        ("GET" | "HEAD", true) if watch => "watch",
-        ("GET" | "HEAD", true) => "list",
-        ("GET" | "HEAD", false) => "get",
-        ("POST", _) => "create",
-        ("PUT", _) => "update",
-        ("PATCH", _) => "patch",
-        ("DELETE", true) => "deletecollection",
-        ("DELETE", false) => "delete",
-        (m, _) => return m.to_ascii_lowercase(),
-    }
-    .to_string()
-}
-
-fn attributes(verb: &str, route: &Route, path: &str) -> Attributes {
-    match route {
-        Route::Resource {
-            def,
-            namespace,
-            name,
-            subresource,
-        } => Attributes {
-            verb: verb.into(),
-            resource_request: true,
-            group: def.group.into(),
-            resource: def.plural.into(),
-            subresource: subresource.clone(),
-            // A namespace is its own namespace, as `RequestInfo` has it.
-            namespace: match namespace {
-                Some(ns) => ns.clone(),
-                None if def.plural == "namespaces" => name.clone(),
-                None => String::new(),
-            },
-            name: name.clone(),
-            path: path.into(),
-        },
-        _ => Attributes {
-            verb: verb.into(),
-            path: path.into(),
-            ..Attributes::default()
-        },
-    }
-}
 
 /// A response body and status, before headers.
 struct Reply {
@@ -282,8 +110,8 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn authenticate(shared: &Shared, req: &Request<Incoming>) -> Option<Identity> {
-    let header = req.headers().get("authorization")?.to_str().ok()?;
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Option<Identity> {
+    let header = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = header.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
@@ -317,41 +145,32 @@ fn take_faults(shared: &Shared, method: &Method, target: &str) -> (Duration, Opt
     (extra, terminal)
 }
 
-/// The hyper service: answers one request.
-pub(super) async fn serve(
-    shared: Arc<Shared>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Dropped> {
-    let _in_flight = InFlight::enter(&shared);
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query_str = req.uri().query().unwrap_or("").to_string();
-    let target = if query_str.is_empty() {
-        path.clone()
-    } else {
-        format!("{path}?{query_str}")
-    };
-    let route = route(&path);
-    let query = parse_query(&query_str);
-    let verb = verb_of(&method, &route, query.as_deref().unwrap_or(&[]));
-    let who = authenticate(&shared, &req);
+/// The log entry of a request, before its status is known.
+fn record_of(
+    method: &Method,
+    path: &str,
+    query: &str,
+    verb: &str,
+    route: &Route,
+    who: Option<&Identity>,
+) -> RecordedRequest {
     let mut record = RecordedRequest {
         method: method.to_string(),
-        path: path.clone(),
-        query: query_str.clone(),
-        verb: verb.clone(),
+        path: path.to_string(),
+        query: query.to_string(),
+        verb: verb.to_string(),
         resource: String::new(),
         namespace: None,
         name: None,
         status: 0,
-        user: who.as_ref().map(|w| w.user.clone()).unwrap_or_default(),
+        user: who.map(|w| w.user.clone()).unwrap_or_default(),
     };
     if let Route::Resource {
         def,
         namespace,
         name,
         subresource,
-    } = &route
+    } = route
     {
         record.resource = if subresource.is_empty() {
             def.plural.to_string()
@@ -361,66 +180,90 @@ pub(super) async fn serve(
         record.namespace = namespace.clone();
         record.name = Some(name.clone()).filter(|n| !n.is_empty());
     }
+    record
+}
 
-    let (delay, terminal) = take_faults(&shared, &method, &target);
+/// Reads the whole body, up to [`BODY_LIMIT`].
+async fn read_body(body: Incoming) -> Result<Bytes, Reply> {
+    match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Reply {
+            // The rest of the body is unread: the connection cannot be reused.
+            close: true,
+            ..Reply::error(&ApiError::too_large(BODY_LIMIT))
+        }),
+        Err(_) => Err(Reply::error(&ApiError::bad_request(
+            "error reading request body",
+        ))),
+    }
+}
+
+/// The hyper service: answers one request.
+pub(super) async fn serve(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Dropped> {
+    let _in_flight = InFlight::enter(&shared);
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let query_str = parts.uri.query().unwrap_or("");
+    let target = if query_str.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query_str}")
+    };
+    let route = route(path);
+    let query = parse_query(query_str);
+    let verb = verb_of(&parts.method, &route, query.as_deref().unwrap_or(&[]));
+    let who = authenticate(&shared, &parts.headers);
+    let mut record = record_of(&parts.method, path, query_str, &verb, &route, who.as_ref());
+
+    let (delay, terminal) = take_faults(&shared, &parts.method, &target);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let reply = match terminal {
+    match terminal {
         Some(FaultEffect::Drop) => {
             shared.record(record);
             return Err(Dropped);
         }
         Some(FaultEffect::Hang) => {
             shared.record(record);
-            std::future::pending::<()>().await;
-            return Err(Dropped);
+            return std::future::pending().await;
         }
-        Some(FaultEffect::Status { code, retry_after }) => {
+        _ => {}
+    }
+    let reply = match (terminal, read_body(body).await) {
+        (Some(FaultEffect::Status { code, retry_after }), _) => {
             Reply::error(&ApiError::injected(code, retry_after))
         }
-        Some(FaultEffect::Latency(_)) | None => match (&route, &who, query) {
-            (Route::Health, _, _) => Reply {
-                code: 200,
-                body: b"ok".to_vec(),
-                content_type: "text/plain; charset=utf-8",
-                retry_after: None,
-                close: false,
-            },
-            (_, None, _) => Reply::error(&ApiError::unauthorized()),
-            (_, _, None) => Reply::error(&ApiError::bad_request("invalid query string")),
-            (_, Some(who), Some(query)) => {
-                let attrs = attributes(&verb, &route, &path);
-                let ct = req
-                    .headers()
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                match Limited::new(req.into_body(), BODY_LIMIT).collect().await {
-                    Ok(body) => {
-                        let call = Call {
-                            shared: &shared,
-                            who,
-                            method: &method,
-                            route: &route,
-                            attrs,
-                            query: &query,
-                            content_type: &ct,
-                            body: body.to_bytes(),
-                        };
-                        match call.dispatch() {
-                            Ok(r) => r,
-                            Err(e) => Reply::error(&e),
-                        }
-                    }
-                    Err(e) if e.is::<http_body_util::LengthLimitError>() => Reply {
-                        // The rest of the body is unread: the connection cannot be reused.
-                        close: true,
-                        ..Reply::error(&ApiError::too_large(BODY_LIMIT))
-                    },
-                    Err(_) => Reply::error(&ApiError::bad_request("error reading request body")),
-                }
+        (_, Err(reply)) => reply,
+        (_, Ok(_)) if matches!(route, Route::Health) => Reply {
+            code: 200,
+            body: b"ok".to_vec(),
+            content_type: "text/plain; charset=utf-8",
+            retry_after: None,
+            close: false,
+        },
+        (_, Ok(body)) => match (&who, &query) {
+            (None, _) => Reply::error(&ApiError::unauthorized()),
+            (_, None) => Reply::error(&ApiError::bad_request("invalid query string")),
+            (Some(who), Some(query)) => {
+                let call = Call {
+                    shared: &shared,
+                    who,
+                    method: &parts.method,
+                    route: &route,
+                    attrs: attributes(&verb, &route, path),
+                    query,
+                    content_type: parts
+                        .headers
+                        .get(CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or(""),
+                    body,
+                };
+                call.dispatch().unwrap_or_else(|e| Reply::error(&e))
             }
         },
     };
@@ -477,8 +320,7 @@ impl Call<'_> {
         drop(store);
         let get = self.method == Method::GET || self.method == Method::HEAD;
         match self.route {
-            Route::Health => Ok(Reply::json(200, &json!("ok"))),
-            Route::Unknown => Err(ApiError::no_route()),
+            Route::Health | Route::Unknown => Err(ApiError::no_route()),
             _ if !get && !matches!(self.route, Route::Resource { .. }) => {
                 Err(ApiError::method_not_allowed())
             }

@@ -93,7 +93,9 @@ pub(super) fn check_shape(def: &ResourceDef, obj: &Value) -> Result<(), ApiError
                 &[(
                     field,
                     "FieldValueTypeInvalid",
-                    format!("Invalid value: \"{got}\": {field} in body must be of type object: \"{got}\""),
+                    format!(
+                        "Invalid value: \"{got}\": {field} in body must be of type object: \"{got}\""
+                    ),
                 )],
             ));
         }
