@@ -12,12 +12,16 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::cluster::KubeConnector;
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+
+use crate::cluster::{KubeConnector, client_config};
 use crate::config::Config;
 use crate::handler;
-use crate::secrets::{ConfiguredSecrets, SecretSource};
+use crate::secrets::{ConfiguredSecrets, SecretSource, SecretsManager};
 use crate::state::State;
-use crate::token::{receiver_token, receiver_url};
+use crate::token::{SecretString, receiver_token, receiver_url, secret_from_random};
 
 /// Kargo's Quay webhook receiver as an AWS Lambda.
 #[derive(Debug, Parser)]
@@ -40,11 +44,55 @@ pub enum Command {
         #[arg(long)]
         json_logs: bool,
     },
-    /// Print each configured receiver's webhook URL, exactly as Kargo computes it.
+    /// Print receivers' webhook URLs, exactly as Kargo computes them for the same secret.
     Url {
         /// The receiver base URL (the API's invoke URL, or Kargo's external webhook base URL).
         #[arg(long)]
         base_url: String,
+        /// Only these receiver secrets (ids or ARNs); default: every configured receiver.
+        #[arg(long = "secret-id")]
+        secret_ids: Vec<String>,
+    },
+    /// Verify secrets, kubeconfig, API server, permissions and subscriptions, with the
+    /// function's configuration; prints what each receiver would refresh.
+    Check,
+    /// Create or store secrets.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+/// `quayhook secret …`
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Generate a strong receiver secret (Kargo's recipe) and print or store its JSON.
+    New {
+        /// Kargo project (namespace); omit for a cluster-level receiver.
+        #[arg(long, default_value = "")]
+        project: String,
+        /// Receiver name.
+        #[arg(long)]
+        receiver: String,
+        /// Store it in this Secrets Manager secret (created if missing). When the secret
+        /// already holds this receiver, its current secret becomes `previousSecret`, so the
+        /// URL in Quay keeps working until updated.
+        #[arg(long)]
+        store: Option<String>,
+        /// With --store: do not keep the current secret as `previousSecret`.
+        #[arg(long)]
+        no_previous: bool,
+        /// With --store: also print the JSON (secret material) to stdout.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Store standard input in a Secrets Manager secret (created if missing); with
+    /// --kubeconfig the input is first checked to be a usable kubeconfig.
+    Put {
+        /// The secret's id or name.
+        #[arg(long)]
+        secret_id: String,
+        /// Validate the input as a kubeconfig quayhook can use.
+        #[arg(long)]
+        kubeconfig: bool,
     },
 }
 
@@ -70,7 +118,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => run_lambda().await,
         Some(Command::Serve { listen, .. }) => run_serve(listen).await,
-        Some(Command::Url { base_url }) => run_url(&base_url).await,
+        Some(Command::Url {
+            base_url,
+            secret_ids,
+        }) => run_url(&base_url, secret_ids).await,
+        Some(Command::Check) => {
+            let config = Config::from_env().context("invalid configuration")?;
+            let secrets = ConfiguredSecrets::from_config(&config.secrets).await;
+            crate::check::run(&config, &secrets).await
+        }
+        Some(Command::Secret(cmd)) => run_secret(cmd).await,
     }
 }
 
@@ -123,13 +180,19 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn run_url(base_url: &str) -> anyhow::Result<()> {
-    let state = build_state().await?;
-    let fetched = state
-        .secrets()
-        .receivers()
-        .await
-        .context("cannot read receiver secrets")?;
+async fn run_url(base_url: &str, secret_ids: Vec<String>) -> anyhow::Result<()> {
+    let fetched = if secret_ids.is_empty() {
+        let config = Config::from_env().context("invalid configuration")?;
+        ConfiguredSecrets::from_config(&config.secrets)
+            .await
+            .receivers()
+            .await
+    } else {
+        SecretsManager::new(sm_client().await, secret_ids, None, String::new())
+            .receivers()
+            .await
+    }
+    .context("cannot read receiver secrets")?;
     for problem in &fetched.problems {
         eprintln!("skipped: {problem}");
     }
@@ -147,4 +210,116 @@ async fn run_url(base_url: &str) -> anyhow::Result<()> {
         println!("{scope}\t{}\t{url}", r.receiver);
     }
     Ok(())
+}
+
+async fn sm_client() -> aws_sdk_secretsmanager::Client {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_secretsmanager::Client::new(&sdk)
+}
+
+/// Creates the secret or, when it exists, writes a new version.
+async fn store_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    id: &str,
+    value: &str,
+) -> anyhow::Result<&'static str> {
+    let exists = client.describe_secret().secret_id(id).send().await.is_ok();
+    if exists {
+        client
+            .put_secret_value()
+            .secret_id(id)
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+            .with_context(|| format!("cannot update secret {id}"))?;
+        Ok("updated")
+    } else {
+        client
+            .create_secret()
+            .name(id)
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+            .with_context(|| format!("cannot create secret {id}"))?;
+        Ok("created")
+    }
+}
+
+fn generate_secret() -> anyhow::Result<SecretString> {
+    // 48 random bytes give 64 base64 characters; fewer than 32 survive removing `+` and `/`
+    // only with negligible probability, so retry rather than weaken the secret.
+    for _ in 0..8 {
+        let mut random = [0u8; 48];
+        getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        if let Some(secret) = secret_from_random(&random) {
+            return Ok(secret);
+        }
+    }
+    anyhow::bail!("could not generate a secret")
+}
+
+async fn run_secret(cmd: SecretCommand) -> anyhow::Result<()> {
+    match cmd {
+        SecretCommand::New {
+            project,
+            receiver,
+            store,
+            no_previous,
+            print,
+        } => {
+            let secret = generate_secret()?;
+            let mut json = serde_json::json!({
+                "project": project,
+                "receiver": receiver,
+                "secret": secret.expose(),
+            });
+            let Some(id) = store else {
+                println!("{json}");
+                return Ok(());
+            };
+            let client = sm_client().await;
+            if !no_previous
+                && let Ok(current) = client.get_secret_value().secret_id(&id).send().await
+                && let Some(text) = current.secret_string()
+                && let Ok(old) = crate::secrets::parse_receiver(&id, text)
+                && old.project == project
+                && old.receiver == receiver
+            {
+                json["previousSecret"] = serde_json::json!(old.secret.expose());
+                eprintln!(
+                    "the current secret of {id} stays accepted as previousSecret until the next rotation"
+                );
+            }
+            let action = store_secret(&client, &id, &json.to_string()).await?;
+            eprintln!(
+                "{action} secret {id}; print the new URL with: quayhook url --base-url <API base URL> --secret-id {id}"
+            );
+            if print {
+                println!("{json}");
+            }
+            Ok(())
+        }
+        SecretCommand::Put {
+            secret_id,
+            kubeconfig,
+        } => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read standard input")?;
+            if text.trim().is_empty() {
+                anyhow::bail!("standard input is empty");
+            }
+            if kubeconfig {
+                let secret = SecretString::new(text.clone());
+                client_config(&secret, Duration::from_secs(2), Duration::from_secs(5))
+                    .await
+                    .context("standard input is not a kubeconfig quayhook can use")?;
+            }
+            let action = store_secret(&sm_client().await, &secret_id, &text).await?;
+            eprintln!("{action} secret {secret_id}");
+            Ok(())
+        }
+    }
 }

@@ -24,6 +24,7 @@
 //! - [`handler`]: one delivery, request to response; the one status mapping.
 //! - [`serve`]: the same handler as a plain HTTP server.
 //! - [`telemetry`]: logging setup.
+//! - [`cli`] and [`check`]: the `quayhook` command line and its operator checks.
 
 pub mod config;
 pub mod constraint;
@@ -34,6 +35,7 @@ pub mod token;
 pub mod urls;
 pub mod warehouse;
 
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod handler;

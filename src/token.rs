@@ -264,6 +264,36 @@ fn split_port(host_port: &str) -> (&str, &str) {
     }
 }
 
+/// Length of a generated receiver secret, as Kargo's documented recipe produces
+/// (`openssl rand -base64 48 | tr -d '=+/' | head -c 32`).
+pub const GENERATED_SECRET_LEN: usize = 32;
+
+/// Turns random bytes into a receiver secret the way Kargo's documentation recipe does:
+/// standard base64 with `=`, `+` and `/` removed, cut to [`GENERATED_SECRET_LEN`] characters.
+///
+/// Returns `None` when `random` is too short to give that many characters (48 bytes always
+/// suffice unless the encoding is almost all `+` and `/`, which a caller retries).
+pub fn secret_from_random(random: &[u8]) -> Option<SecretString> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(GENERATED_SECRET_LEN);
+    for chunk in random.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let symbols = chunk.len() + 1;
+        for i in 0..symbols {
+            let c = ALPHABET[((n >> (18 - 6 * i)) & 63) as usize];
+            if c != b'+' && c != b'/' && out.len() < GENERATED_SECRET_LEN {
+                out.push(char::from(c));
+            }
+        }
+    }
+    (out.len() == GENERATED_SECRET_LEN).then(|| SecretString::new(out))
+}
+
 /// One (project, receiver) identity a token may belong to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ReceiverId {
@@ -706,5 +736,20 @@ mod tests {
             prop_assume!(!owned);
             prop_assert_eq!(set.verify(&other), None);
         }
+    }
+
+    #[test]
+    fn generated_secrets_follow_kargos_recipe() {
+        let random: Vec<u8> = (0u8..48)
+            .map(|i| i.wrapping_mul(37).wrapping_add(11))
+            .collect();
+        let secret = secret_from_random(&random).unwrap();
+        assert_eq!(secret.expose().len(), GENERATED_SECRET_LEN);
+        assert!(secret.expose().bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert!(
+            secret_from_random(&[0xff; 48]).is_none(),
+            "all `/` gives too few characters"
+        );
+        assert!(secret_from_random(&[1, 2, 3]).is_none());
     }
 }

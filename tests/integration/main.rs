@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cli;
 mod events;
 mod scenarios;
 mod serve;
