@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod deploy;
 mod events;
 mod scenarios;
 mod serve;
