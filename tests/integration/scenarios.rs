@@ -154,6 +154,7 @@ async fn an_oci_chart_subscription_is_refreshed_by_a_chart_push() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(names(&body, "refreshed"), ["kargo-demo/chart"]);
     assert_eq!(names(&body, "skipped"), ["kargo-demo/old-chart"]);
+    h.assert_no_leaks();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -258,6 +259,7 @@ async fn a_receiver_added_at_run_time_works_without_a_restart() {
     let (status, body) = h.post(&second, &push(QUAY_REPO, &["v1"])).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["receiver"]["name"], "quay-2");
+    h.assert_no_leaks();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -280,6 +282,7 @@ async fn unknown_tokens_do_not_hammer_secrets_manager() {
         h.state.receivers_age().unwrap() >= after_first,
         "no re-fetch happened"
     );
+    h.assert_no_leaks();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -300,6 +303,7 @@ async fn a_warehouse_created_after_the_index_was_built_is_found() {
         .apply(wh(NS, "late").image(QUAY_REPO, json!({})).json());
     let (_, body) = h.post(&token, &push(QUAY_REPO, &["v1"])).await;
     assert_eq!(names(&body, "refreshed"), ["kargo-demo/late"]);
+    h.assert_no_leaks();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -319,6 +323,7 @@ async fn pushes_for_unsubscribed_repositories_relist_at_most_once_per_interval()
         );
     }
     assert_eq!(h.api.count("list", "warehouses"), 1);
+    h.assert_no_leaks();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -370,6 +375,7 @@ async fn oversize_bodies_are_413_with_or_without_a_length_header() {
         .0,
         404
     );
+    h.assert_no_leaks();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -386,6 +392,7 @@ async fn a_base64_body_is_decoded() {
     let (status, body) = h.send(&event).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(names(&body, "refreshed"), ["kargo-demo/w"]);
+    h.assert_no_leaks();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -437,6 +444,7 @@ async fn a_warehouse_deleted_since_the_list_is_reported_gone_and_dropped() {
         1,
         "the gone entry was dropped from the index"
     );
+    h.assert_no_leaks();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -534,6 +542,7 @@ async fn a_403_outside_the_granted_namespace_is_reported_not_retried() {
         "{body}"
     );
     assert_eq!(h.api.count("list", "warehouses"), 1, "403 is not retried");
+    h.assert_no_leaks();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -549,11 +558,13 @@ async fn throttling_is_retried_honouring_retry_after() {
         started.elapsed() >= Duration::from_secs(1),
         "waited for Retry-After"
     );
+    // The warm-up push names no repository, so it patches nothing.
     assert_eq!(
         h.api.count("patch", "warehouses"),
-        3,
-        "warm-up, throttled, retried"
+        2,
+        "throttled, then retried"
     );
+    h.assert_no_leaks();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -573,10 +584,36 @@ async fn throttling_beyond_the_budget_answers_5xx_quickly() {
         started.elapsed() < Duration::from_secs(1),
         "does not wait 30 s inside a 2 s budget"
     );
+    h.assert_no_leaks();
+}
+
+/// Secrets Manager that can be switched off: the real adapter behind a switch.
+struct Switchable {
+    inner: quayhook::secrets::SecretsManager,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl quayhook::secrets::SecretSource for Switchable {
+    async fn receivers(
+        &self,
+    ) -> Result<quayhook::secrets::Receivers, quayhook::secrets::SecretsError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(quayhook::secrets::SecretsError::Unavailable(
+                "switched off".into(),
+            ));
+        }
+        self.inner.receivers().await
+    }
+
+    async fn kubeconfig(
+        &self,
+    ) -> Result<quayhook::token::SecretString, quayhook::secrets::SecretsError> {
+        self.inner.kubeconfig().await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn secrets_manager_down_is_503_without_a_cache_and_served_from_cache_with_one() {
+async fn secrets_manager_down_without_a_cache_is_503() {
     let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
     let token = h.receiver(NS, "quay", "s3cret-smdown", None).await;
 
@@ -610,5 +647,48 @@ async fn secrets_manager_down_is_503_without_a_cache_and_served_from_cache_with_
         (status, body),
         (503, json!({"error": "receiver secrets unavailable"}))
     );
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_receiver_cache_keeps_serving_while_secrets_manager_is_down() {
+    let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
+    let token = h.receiver(NS, "quay", "s3cret-stale", None).await;
+    let mut config = h.state.config.clone();
+    config.secrets_ttl = Duration::ZERO; // every request wants a re-fetch
+    let secrets = Switchable {
+        inner: quayhook::secrets::SecretsManager::new(
+            h.sm.clone(),
+            Vec::new(),
+            Some(format!("{}/receivers/", h.prefix)),
+            format!("{}/kubeconfig", h.prefix),
+        ),
+        down: std::sync::atomic::AtomicBool::new(false),
+    };
+    let connector = quayhook::cluster::KubeConnector {
+        connect_timeout: config.connect_timeout,
+        read_timeout: config.request_timeout,
+    };
+    let state = quayhook::state::State::new(config, secrets, connector);
+    let event = event_v2(
+        "POST",
+        &format!("/quay/{token}"),
+        push(QUAY_REPO, &["v1"]).as_bytes(),
+        false,
+        &[],
+    );
+    let send = || async {
+        crate::support::parts(
+            quayhook::handler::handle(&state, crate::support::request(&event)).await,
+        )
+    };
+    assert_eq!(send().await.0, 200);
+    state
+        .secrets()
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, body) = send().await;
+    assert_eq!(status, 200, "served from the expired cache: {body}");
+    assert!(crate::support::logs::snapshot().contains("using the expired cache"));
     h.assert_no_leaks();
 }
