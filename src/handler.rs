@@ -161,11 +161,29 @@ pub async fn handle<S: SecretSource, C: Connector>(
         let status = response.status().as_u16();
         match &result {
             Ok(o) => {
-                let fields = (o.refreshed.len(), o.failed.len(), o.skipped.len(), o.invalid.len(), o.gone.len());
+                // One event per delivery with the same fields at either level.
+                macro_rules! outcome {
+                    ($level:expr, $message:literal) => {
+                        tracing::event!(
+                            $level,
+                            status,
+                            repository = ?o.repositories,
+                            tags = ?o.tags,
+                            refreshed = o.refreshed.len(),
+                            failed = o.failed.len(),
+                            skipped = o.skipped.len(),
+                            invalid = o.invalid.len(),
+                            gone = o.gone.len(),
+                            test = o.test_notification,
+                            duration_ms = elapsed,
+                            $message
+                        )
+                    };
+                }
                 if o.failed.is_empty() {
-                    tracing::info!(status, repository = ?o.repositories, tags = ?o.tags, refreshed = fields.0, failed = fields.1, skipped = fields.2, invalid = fields.3, gone = fields.4, test = o.test_notification, duration_ms = elapsed, "push handled");
+                    outcome!(tracing::Level::INFO, "push handled");
                 } else {
-                    tracing::warn!(status, repository = ?o.repositories, tags = ?o.tags, refreshed = fields.0, failed = fields.1, skipped = fields.2, invalid = fields.3, gone = fields.4, duration_ms = elapsed, "push partly failed");
+                    outcome!(tracing::Level::WARN, "push partly failed");
                 }
             }
             Err(e @ (Rejection::Secrets(_) | Rejection::Cluster(_))) => {

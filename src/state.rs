@@ -3,7 +3,8 @@
 //!
 //! I/O, through the [`SecretSource`] and [`Connector`] traits. Caches sit behind std locks
 //! holding an `Arc`: lock, clone the `Arc`, unlock, then await; a rebuild happens off-lock and
-//! is swapped in (a std lock fits because nothing awaits while holding it).
+//! is swapped in (a std lock fits because nothing awaits while holding it). The one async
+//! lock serializes kubeconfig re-reads after a 401.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -45,6 +46,8 @@ pub struct State<S: SecretSource, C: Connector> {
     /// When an unknown token last caused a re-fetch.
     last_miss_fetch: Mutex<Option<Instant>>,
     store: RwLock<Option<Arc<C::Store>>>,
+    /// Serializes reconnects, so concurrent 401s re-read the kubeconfig once.
+    reconnecting: tokio::sync::Mutex<()>,
     indexes: Mutex<HashMap<Scope, CachedIndex>>,
 }
 
@@ -72,6 +75,7 @@ impl<S: SecretSource, C: Connector> State<S, C> {
             receivers: RwLock::new(None),
             last_miss_fetch: Mutex::new(None),
             store: RwLock::new(None),
+            reconnecting: tokio::sync::Mutex::new(()),
             indexes: Mutex::new(HashMap::new()),
         }
     }
@@ -229,6 +233,9 @@ impl<S: SecretSource, C: Connector> State<S, C> {
 
     /// Runs a cluster call with retries; on a 401, re-reads the kubeconfig once and tries again.
     ///
+    /// Concurrent calls that all see the 401 share one re-read: the first rebuilds the client,
+    /// the others find the new one when they get the reconnect lock.
+    ///
     /// # Errors
     /// [`StateError`]: the call's last error or the reconnect's.
     pub async fn with_store<T, F, Fut>(&self, budget: &Budget, op: F) -> Result<T, StateError>
@@ -240,8 +247,20 @@ impl<S: SecretSource, C: Connector> State<S, C> {
         let attempts = self.config.max_attempts;
         match retrying(budget, attempts, || op(store.clone())).await {
             Err(ClusterError::Unauthorized) => {
-                tracing::warn!("cluster rejected the token; re-reading the kubeconfig secret");
-                let store = self.reconnect().await?;
+                let store = {
+                    // Held across the await on purpose: this is the single-flight of reconnects.
+                    let _guard = self.reconnecting.lock().await;
+                    let current = read(&self.store).clone();
+                    match current {
+                        Some(current) if !Arc::ptr_eq(&current, &store) => current,
+                        _ => {
+                            tracing::warn!(
+                                "cluster rejected the token; re-reading the kubeconfig secret"
+                            );
+                            self.reconnect().await?
+                        }
+                    }
+                };
                 retrying(budget, attempts, || op(store.clone()))
                     .await
                     .map_err(StateError::Cluster)

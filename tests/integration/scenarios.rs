@@ -587,10 +587,27 @@ async fn throttling_beyond_the_budget_answers_5xx_quickly() {
     h.assert_no_leaks();
 }
 
-/// Secrets Manager that can be switched off: the real adapter behind a switch.
+/// Secrets Manager that can be switched off and counts kubeconfig reads: the real adapter
+/// behind a switch.
 struct Switchable {
     inner: quayhook::secrets::SecretsManager,
     down: std::sync::atomic::AtomicBool,
+    kubeconfig_reads: std::sync::atomic::AtomicUsize,
+}
+
+impl Switchable {
+    fn new(h: &Harness) -> Self {
+        Switchable {
+            inner: quayhook::secrets::SecretsManager::new(
+                h.sm.clone(),
+                Vec::new(),
+                Some(format!("{}/receivers/", h.prefix)),
+                format!("{}/kubeconfig", h.prefix),
+            ),
+            down: std::sync::atomic::AtomicBool::new(false),
+            kubeconfig_reads: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
 }
 
 impl quayhook::secrets::SecretSource for Switchable {
@@ -608,6 +625,8 @@ impl quayhook::secrets::SecretSource for Switchable {
     async fn kubeconfig(
         &self,
     ) -> Result<quayhook::token::SecretString, quayhook::secrets::SecretsError> {
+        self.kubeconfig_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.kubeconfig().await
     }
 }
@@ -656,15 +675,7 @@ async fn an_expired_receiver_cache_keeps_serving_while_secrets_manager_is_down()
     let token = h.receiver(NS, "quay", "s3cret-stale", None).await;
     let mut config = h.state.config.clone();
     config.secrets_ttl = Duration::ZERO; // every request wants a re-fetch
-    let secrets = Switchable {
-        inner: quayhook::secrets::SecretsManager::new(
-            h.sm.clone(),
-            Vec::new(),
-            Some(format!("{}/receivers/", h.prefix)),
-            format!("{}/kubeconfig", h.prefix),
-        ),
-        down: std::sync::atomic::AtomicBool::new(false),
-    };
+    let secrets = Switchable::new(&h);
     let connector = quayhook::cluster::KubeConnector {
         connect_timeout: config.connect_timeout,
         read_timeout: config.request_timeout,
@@ -690,5 +701,68 @@ async fn an_expired_receiver_cache_keeps_serving_while_secrets_manager_is_down()
     let (status, body) = send().await;
     assert_eq!(status, 200, "served from the expired cache: {body}");
     assert!(crate::support::logs::snapshot().contains("using the expired cache"));
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_401s_share_one_kubeconfig_reread() {
+    let whs = (0..8)
+        .map(|i| wh(NS, &format!("w{i}")).image(QUAY_REPO, json!({})).json())
+        .collect();
+    let h = Harness::start(setup(whs)).await;
+    let token = h.receiver(NS, "quay", "s3cret-401x8", None).await;
+    let config = h.state.config.clone();
+    let connector = quayhook::cluster::KubeConnector {
+        connect_timeout: config.connect_timeout,
+        read_timeout: config.request_timeout,
+    };
+    let state = quayhook::state::State::new(config, Switchable::new(&h), connector);
+    let event = |tag: &str| {
+        event_v2(
+            "POST",
+            &format!("/quay/{token}"),
+            push(QUAY_REPO, &[tag]).as_bytes(),
+            false,
+            &[],
+        )
+    };
+    let send = |e: String| {
+        let state = &state;
+        async move {
+            crate::support::parts(
+                quayhook::handler::handle(state, crate::support::request(&e)).await,
+            )
+        }
+    };
+    assert_eq!(send(event("v1")).await.0, 200);
+    let reads = || {
+        state
+            .secrets()
+            .kubeconfig_reads
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(reads(), 1);
+
+    let fresh = h.api.grant_service_account(
+        "quayhook",
+        "quayhook",
+        Some(NS),
+        "kargo.akuity.io",
+        &["warehouses"],
+        &["get", "list", "patch"],
+    );
+    h.sensitive(fresh.clone());
+    h.api.revoke_token(&h.sa_token);
+    crate::support::moto::put_secret(
+        &h.sm,
+        &format!("{}/kubeconfig", h.prefix),
+        &h.api.kubeconfig_yaml(&fresh, None),
+    )
+    .await;
+    h.api.set_latency(Duration::from_millis(30)); // all eight patches meet the 401 together
+    let (status, body) = send(event("v2")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["refreshed"].as_array().map(Vec::len), Some(8));
+    assert_eq!(reads(), 2, "eight concurrent 401s, one re-read");
     h.assert_no_leaks();
 }
