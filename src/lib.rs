@@ -26,6 +26,8 @@
 //! - [`telemetry`]: logging setup.
 //! - [`cli`] and [`check`]: the `quayhook` command line and its operator checks.
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod constraint;
 pub mod index;
