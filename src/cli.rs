@@ -103,10 +103,7 @@ pub enum SecretCommand {
 pub async fn build_state() -> anyhow::Result<State<ConfiguredSecrets, KubeConnector>> {
     let config = Config::from_env().context("invalid configuration")?;
     let secrets = ConfiguredSecrets::from_config(&config.secrets).await;
-    let connector = KubeConnector {
-        connect_timeout: config.connect_timeout,
-        read_timeout: config.request_timeout,
-    };
+    let connector = KubeConnector::from_config(&config);
     Ok(State::new(config, secrets, connector))
 }
 

@@ -240,6 +240,17 @@ pub struct KubeConnector {
     pub read_timeout: Duration,
 }
 
+impl KubeConnector {
+    /// The connector with the configuration's timeouts: connect as configured, and no single
+    /// call longer than the whole request budget.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            connect_timeout: config.connect_timeout,
+            read_timeout: config.request_timeout,
+        }
+    }
+}
+
 impl Connector for KubeConnector {
     type Store = KubeStore;
 

@@ -42,21 +42,11 @@ struct Cluster {
 }
 
 async fn cluster() -> Cluster {
-    match std::env::var("QUAYHOOK_E2E_KUBECONFIG") {
+    let (text, local) = match std::env::var("QUAYHOOK_E2E_KUBECONFIG") {
         Ok(path) if !path.is_empty() => {
             eprintln!("e2e: running against the cluster of QUAYHOOK_E2E_KUBECONFIG={path}");
             let text = std::fs::read_to_string(&path).expect("read QUAYHOOK_E2E_KUBECONFIG");
-            let config = kube::Config::from_custom_kubeconfig(
-                Kubeconfig::from_yaml(&text).expect("kubeconfig parses"),
-                &KubeConfigOptions::default(),
-            )
-            .await
-            .expect("kubeconfig usable");
-            Cluster {
-                client: kube::Client::try_from(config.clone()).expect("client"),
-                config,
-                _local: None,
-            }
+            (text, None)
         }
         _ => {
             eprintln!(
@@ -64,19 +54,19 @@ async fn cluster() -> Cluster {
                  running the same suite against the local API server instead"
             );
             let api = ApiServer::start().await;
-            let text = api.kubeconfig_yaml(api.admin_token(), None);
-            let config = kube::Config::from_custom_kubeconfig(
-                Kubeconfig::from_yaml(&text).expect("kubeconfig parses"),
-                &KubeConfigOptions::default(),
-            )
-            .await
-            .expect("kubeconfig usable");
-            Cluster {
-                client: kube::Client::try_from(config.clone()).expect("client"),
-                config,
-                _local: Some(api),
-            }
+            (api.kubeconfig_yaml(api.admin_token(), None), Some(api))
         }
+    };
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::from_yaml(&text).expect("kubeconfig parses"),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .expect("kubeconfig usable");
+    Cluster {
+        client: kube::Client::try_from(config.clone()).expect("client"),
+        config,
+        _local: local,
     }
 }
 
@@ -219,10 +209,7 @@ async fn state_for(prefix: &str, kubeconfig: &str) -> State<SecretsManager, Kube
         ("QUAYHOOK_SECRETS_MISS_INTERVAL", "0".into()),
     ]);
     let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
-    let connector = KubeConnector {
-        connect_timeout: config.connect_timeout,
-        read_timeout: config.request_timeout,
-    };
+    let connector = KubeConnector::from_config(&config);
     let secrets = SecretsManager::new(
         sm,
         Vec::new(),

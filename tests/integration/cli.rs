@@ -6,24 +6,12 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{Harness, QUAY_REPO, Setup, moto, wh};
+use crate::support::{Harness, QUAY_REPO, Setup, wh};
 
 fn quayhook(h: &Harness, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quayhook"))
-        .args(args)
-        .env("AWS_ENDPOINT_URL", moto::endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env(
-            "QUAYHOOK_RECEIVER_SECRET_PREFIX",
-            format!("{}/receivers/", h.prefix),
-        )
-        .env(
-            "QUAYHOOK_KUBECONFIG_SECRET_ID",
-            format!("{}/kubeconfig", h.prefix),
-        )
-        .env_remove("RUST_LOG")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quayhook"));
+    let mut child = h
+        .operator_env(cmd.args(args))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -135,32 +123,14 @@ async fn secret_new_stores_then_rotates_keeping_the_previous_secret() {
         out.stdout.is_empty(),
         "secret material is not printed unless asked"
     );
-    let first: Value = serde_json::from_str(
-        h.sm.get_secret_value()
-            .secret_id(&id)
-            .send()
-            .await
-            .unwrap()
-            .secret_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let first: Value = h.secret_json(&id).await;
     let secret = first["secret"].as_str().unwrap().to_owned();
     assert_eq!(secret.len(), 32);
     assert!(secret.bytes().all(|c| c.is_ascii_alphanumeric()));
 
     let out = quayhook(&h, &args, None);
     assert!(out.status.success());
-    let second: Value = serde_json::from_str(
-        h.sm.get_secret_value()
-            .secret_id(&id)
-            .send()
-            .await
-            .unwrap()
-            .secret_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let second: Value = h.secret_json(&id).await;
     assert_eq!(
         second["previousSecret"],
         json!(secret),

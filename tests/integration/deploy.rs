@@ -7,32 +7,22 @@ use std::process::{Command, Output};
 
 use serde_json::json;
 
-use crate::support::{Harness, QUAY_REPO, Setup, moto, push, wh};
+use crate::support::{Harness, QUAY_REPO, Setup, push, wh};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn run(h: &Harness, kubeconfig: &std::path::Path, program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .current_dir(root())
-        .env("KUBECONFIG", kubeconfig)
-        .env("QUAYHOOK", env!("CARGO_BIN_EXE_quayhook"))
-        .env("AWS_ENDPOINT_URL", moto::endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env(
-            "QUAYHOOK_RECEIVER_SECRET_PREFIX",
-            format!("{}/receivers/", h.prefix),
-        )
-        .env(
-            "QUAYHOOK_KUBECONFIG_SECRET_ID",
-            format!("{}/kubeconfig", h.prefix),
-        )
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"))
+    let mut cmd = Command::new(program);
+    h.operator_env(
+        cmd.args(args)
+            .current_dir(root())
+            .env("KUBECONFIG", kubeconfig)
+            .env("QUAYHOOK", env!("CARGO_BIN_EXE_quayhook")),
+    )
+    .output()
+    .unwrap_or_else(|e| panic!("run {program}: {e}"))
 }
 
 fn ok(out: &Output) -> String {
@@ -64,29 +54,18 @@ async fn receiver_secret_script_is_idempotent_and_rotates_on_request() {
         "",
         "prints no secret material"
     );
-    let first = h.sm.get_secret_value().secret_id(&id).send().await.unwrap();
+    let first = h.secret_json(&id).await;
     ok(&run(&h, none, script, &args));
-    let again = h.sm.get_secret_value().secret_id(&id).send().await.unwrap();
     assert_eq!(
-        first.secret_string(),
-        again.secret_string(),
+        first,
+        h.secret_json(&id).await,
         "re-running keeps the secret"
     );
     let mut rotate = args.to_vec();
     rotate.push("--rotate");
     ok(&run(&h, none, script, &rotate));
-    let rotated: serde_json::Value = serde_json::from_str(
-        h.sm.get_secret_value()
-            .secret_id(&id)
-            .send()
-            .await
-            .unwrap()
-            .secret_string()
-            .unwrap(),
-    )
-    .unwrap();
-    let old: serde_json::Value = serde_json::from_str(first.secret_string().unwrap()).unwrap();
-    assert_eq!(rotated["previousSecret"], old["secret"]);
+    let rotated: serde_json::Value = h.secret_json(&id).await;
+    assert_eq!(rotated["previousSecret"], first["secret"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

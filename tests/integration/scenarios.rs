@@ -5,7 +5,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::apiserver::Fault;
-use crate::support::{Harness, QUAY_REPO, Setup, event_v2, push, wh};
+use std::sync::atomic::Ordering::SeqCst;
+
+use crate::support::{Harness, QUAY_REPO, Setup, deliver, event_v2, push, wh};
 
 const NS: &str = "kargo-demo";
 
@@ -614,7 +616,7 @@ impl quayhook::secrets::SecretSource for Switchable {
     async fn receivers(
         &self,
     ) -> Result<quayhook::secrets::Receivers, quayhook::secrets::SecretsError> {
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.down.load(SeqCst) {
             return Err(quayhook::secrets::SecretsError::Unavailable(
                 "switched off".into(),
             ));
@@ -625,8 +627,7 @@ impl quayhook::secrets::SecretSource for Switchable {
     async fn kubeconfig(
         &self,
     ) -> Result<quayhook::token::SecretString, quayhook::secrets::SecretsError> {
-        self.kubeconfig_reads
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.kubeconfig_reads.fetch_add(1, SeqCst);
         self.inner.kubeconfig().await
     }
 }
@@ -647,23 +648,9 @@ async fn secrets_manager_down_without_a_cache_is_503() {
         Some(format!("{}/receivers/", h.prefix)),
         format!("{}/kubeconfig", h.prefix),
     );
-    let config = h.state.config.clone();
-    let connector = quayhook::cluster::KubeConnector {
-        connect_timeout: config.connect_timeout,
-        read_timeout: config.request_timeout,
-    };
-    let down = quayhook::state::State::new(config, dead, connector);
-    let event = event_v2(
-        "POST",
-        &format!("/quay/{token}"),
-        push(QUAY_REPO, &["v1"]).as_bytes(),
-        false,
-        &[],
-    );
-    let resp = quayhook::handler::handle(&down, crate::support::request(&event)).await;
-    let (status, body) = crate::support::parts(resp);
+    let down = h.state_with(h.state.config.clone(), dead);
     assert_eq!(
-        (status, body),
+        deliver(&down, &token, &push(QUAY_REPO, &["v1"])).await,
         (503, json!({"error": "receiver secrets unavailable"}))
     );
     h.assert_no_leaks();
@@ -675,30 +662,11 @@ async fn an_expired_receiver_cache_keeps_serving_while_secrets_manager_is_down()
     let token = h.receiver(NS, "quay", "s3cret-stale", None).await;
     let mut config = h.state.config.clone();
     config.secrets_ttl = Duration::ZERO; // every request wants a re-fetch
-    let secrets = Switchable::new(&h);
-    let connector = quayhook::cluster::KubeConnector {
-        connect_timeout: config.connect_timeout,
-        read_timeout: config.request_timeout,
-    };
-    let state = quayhook::state::State::new(config, secrets, connector);
-    let event = event_v2(
-        "POST",
-        &format!("/quay/{token}"),
-        push(QUAY_REPO, &["v1"]).as_bytes(),
-        false,
-        &[],
-    );
-    let send = || async {
-        crate::support::parts(
-            quayhook::handler::handle(&state, crate::support::request(&event)).await,
-        )
-    };
-    assert_eq!(send().await.0, 200);
-    state
-        .secrets()
-        .down
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let (status, body) = send().await;
+    let state = h.state_with(config, Switchable::new(&h));
+    let body = push(QUAY_REPO, &["v1"]);
+    assert_eq!(deliver(&state, &token, &body).await.0, 200);
+    state.secrets().down.store(true, SeqCst);
+    let (status, body) = deliver(&state, &token, &body).await;
     assert_eq!(status, 200, "served from the expired cache: {body}");
     assert!(crate::support::logs::snapshot().contains("using the expired cache"));
     h.assert_no_leaks();
@@ -711,36 +679,12 @@ async fn concurrent_401s_share_one_kubeconfig_reread() {
         .collect();
     let h = Harness::start(setup(whs)).await;
     let token = h.receiver(NS, "quay", "s3cret-401x8", None).await;
-    let config = h.state.config.clone();
-    let connector = quayhook::cluster::KubeConnector {
-        connect_timeout: config.connect_timeout,
-        read_timeout: config.request_timeout,
-    };
-    let state = quayhook::state::State::new(config, Switchable::new(&h), connector);
-    let event = |tag: &str| {
-        event_v2(
-            "POST",
-            &format!("/quay/{token}"),
-            push(QUAY_REPO, &[tag]).as_bytes(),
-            false,
-            &[],
-        )
-    };
-    let send = |e: String| {
-        let state = &state;
-        async move {
-            crate::support::parts(
-                quayhook::handler::handle(state, crate::support::request(&e)).await,
-            )
-        }
-    };
-    assert_eq!(send(event("v1")).await.0, 200);
-    let reads = || {
-        state
-            .secrets()
-            .kubeconfig_reads
-            .load(std::sync::atomic::Ordering::SeqCst)
-    };
+    let state = h.state_with(h.state.config.clone(), Switchable::new(&h));
+    assert_eq!(
+        deliver(&state, &token, &push(QUAY_REPO, &["v1"])).await.0,
+        200
+    );
+    let reads = || state.secrets().kubeconfig_reads.load(SeqCst);
     assert_eq!(reads(), 1);
 
     let fresh = h.api.grant_service_account(
@@ -760,7 +704,7 @@ async fn concurrent_401s_share_one_kubeconfig_reread() {
     )
     .await;
     h.api.set_latency(Duration::from_millis(30)); // all eight patches meet the 401 together
-    let (status, body) = send(event("v2")).await;
+    let (status, body) = deliver(&state, &token, &push(QUAY_REPO, &["v2"])).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["refreshed"].as_array().map(Vec::len), Some(8));
     assert_eq!(reads(), 2, "eight concurrent 401s, one re-read");

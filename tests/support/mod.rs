@@ -130,6 +130,22 @@ pub fn request(event: &str) -> Request {
     lambda_http::request::from_str(event).expect("event parses")
 }
 
+/// POSTs `body` to `/quay/{token}` through the Lambda handler of `state`.
+pub async fn deliver<S, C>(state: &State<S, C>, token: &str, body: &str) -> (u16, Value)
+where
+    S: quayhook::secrets::SecretSource,
+    C: quayhook::cluster::Connector,
+{
+    let event = event_v2(
+        "POST",
+        &format!("/quay/{token}"),
+        body.as_bytes(),
+        false,
+        &[],
+    );
+    parts(handler::handle(state, request(&event)).await)
+}
+
 /// Status and JSON body of a response.
 pub fn parts(resp: lambda_http::Response<Body>) -> (u16, Value) {
     let status = resp.status().as_u16();
@@ -233,10 +249,7 @@ impl Harness {
             config_prefix(&config),
             format!("{prefix}/kubeconfig"),
         );
-        let connector = KubeConnector {
-            connect_timeout: config.connect_timeout,
-            read_timeout: config.request_timeout,
-        };
+        let connector = KubeConnector::from_config(&config);
         let h = Harness {
             state: State::new(config, secrets, connector),
             api,
@@ -281,14 +294,17 @@ impl Harness {
 
     /// POSTs `body` to `/quay/{token}` through the Lambda handler.
     pub async fn post(&self, token: &str, body: &str) -> (u16, Value) {
-        self.send(&event_v2(
-            "POST",
-            &format!("/quay/{token}"),
-            body.as_bytes(),
-            false,
-            &[],
-        ))
-        .await
+        deliver(&self.state, token, body).await
+    }
+
+    /// Another state over this test's cluster with its own secret source and configuration.
+    pub fn state_with<S: quayhook::secrets::SecretSource>(
+        &self,
+        config: Config,
+        secrets: S,
+    ) -> State<S, KubeConnector> {
+        let connector = KubeConnector::from_config(&config);
+        State::new(config, secrets, connector)
     }
 
     /// Sends a raw event through the Lambda handler.
@@ -303,6 +319,38 @@ impl Harness {
             .pointer("/metadata/annotations/kargo.akuity.io~1refresh")?
             .as_str()
             .map(str::to_owned)
+    }
+
+    /// Points a command at moto and at this test's secrets, as an operator's shell would be.
+    pub fn operator_env<'c>(
+        &self,
+        cmd: &'c mut std::process::Command,
+    ) -> &'c mut std::process::Command {
+        cmd.env("AWS_ENDPOINT_URL", moto::endpoint())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env(
+                "QUAYHOOK_RECEIVER_SECRET_PREFIX",
+                format!("{}/receivers/", self.prefix),
+            )
+            .env(
+                "QUAYHOOK_KUBECONFIG_SECRET_ID",
+                format!("{}/kubeconfig", self.prefix),
+            )
+            .env_remove("RUST_LOG")
+    }
+
+    /// The current value of a secret of this test.
+    pub async fn secret_json(&self, id: &str) -> Value {
+        let out = self
+            .sm
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .expect("secret exists");
+        serde_json::from_str(out.secret_string().expect("text secret")).expect("JSON secret")
     }
 
     /// Asserts that no secret, token or kubeconfig credential of this test was logged.
