@@ -82,7 +82,7 @@ pub async fn run(config: &Config, secrets: &ConfiguredSecrets) -> anyhow::Result
         .await
         .context("the kubeconfig secret is not usable")?;
     println!("  API server: {}", kube_config.cluster_url);
-    let connector = KubeConnector::from_config(&config);
+    let connector = KubeConnector::from_config(config);
     let store: KubeStore = crate::cluster::Connector::connect(&connector, &kubeconfig)
         .await
         .context("cannot build a client from the kubeconfig")?;
