@@ -210,7 +210,10 @@ async fn run_url(base_url: &str, secret_ids: Vec<String>) -> anyhow::Result<()> 
 }
 
 async fn sm_client() -> aws_sdk_secretsmanager::Client {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(crate::secrets::sdk_timeouts())
+        .load()
+        .await;
     aws_sdk_secretsmanager::Client::new(&sdk)
 }
 

@@ -357,6 +357,16 @@ impl SecretSource for FileSecrets {
     }
 }
 
+/// Secrets Manager calls must end well inside Quay's 10 s, like the cluster calls: without
+/// these the SDK waits as long as the connection stays open.
+pub fn sdk_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .operation_attempt_timeout(std::time::Duration::from_secs(2))
+        .operation_timeout(std::time::Duration::from_secs(4))
+        .build()
+}
+
 /// The secret source the configuration names: Secrets Manager, or files for `serve`.
 #[derive(Clone, Debug)]
 pub enum ConfiguredSecrets {
@@ -376,7 +386,10 @@ impl ConfiguredSecrets {
                 receiver_prefix,
                 kubeconfig_id,
             } => {
-                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .timeout_config(sdk_timeouts())
+                    .load()
+                    .await;
                 ConfiguredSecrets::Aws(SecretsManager::new(
                     Client::new(&sdk),
                     receiver_ids.clone(),
