@@ -14,7 +14,7 @@ PURE_MODULES := token quay urls constraint warehouse select index config
 
 .PHONY: help
 help: ## List targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-14s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: tools/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,8 @@ build: ## Release build of the x86_64 binary (target/release/quayhook)
 test: venv ## All tests: unit, property, integration (moto + local API server), events, e2e against the local API server
 	$(CARGO) test --locked --all-targets --no-fail-fast
 	$(CARGO) test --locked --doc
+	$(MAKE) sam-lint
+	$(MAKE) invoke-check
 
 .PHONY: lint
 lint: ## rustfmt check, clippy -D warnings, and the pure-core import rule
@@ -54,3 +56,43 @@ demo: venv ## Run the whole flow locally: moto + local API server + quayhook ser
 clean: ## Remove build outputs and the venvs
 	$(CARGO) clean
 	rm -rf $(VENV) .venv-sam .aws-sam
+
+# ---- AWS SAM: template checks, builds, and `sam local invoke` on this machine -----------------
+VENV_SAM := .venv-sam
+# `sam validate` needs a region (not the network); fake credentials keep it offline.
+SAM_OFFLINE := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x SAM_CLI_TELEMETRY=0
+ARCH  ?= arm64
+EVENT ?= events/push.json
+BUILD ?= sam
+
+$(VENV_SAM)/.installed: tools/requirements-sam.txt
+	$(PYTHON) -m venv $(VENV_SAM)
+	$(VENV_SAM)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-sam.txt
+	touch $@
+
+.PHONY: sam-venv
+sam-venv: $(VENV_SAM)/.installed ## Python venv with the SAM CLI and cfn-lint (.venv-sam, PyPI)
+
+.PHONY: sam-lint
+sam-lint: sam-venv ## sam validate and sam validate --lint (cfn-lint, warnings fail) on template.yaml, offline
+	$(SAM_OFFLINE) $(VENV_SAM)/bin/sam validate --template template.yaml
+	$(SAM_OFFLINE) $(VENV_SAM)/bin/sam validate --lint --template template.yaml
+
+.PHONY: sam-build
+sam-build: venv sam-venv ## sam build for ARCH=arm64 (default) or x86_64: .aws-sam/build/QuayFunction/bootstrap
+	ARCH=$(ARCH) VENV=$(VENV) VENV_SAM=$(VENV_SAM) tools/sam/build.sh
+
+.PHONY: base-image
+base-image: ## Local image quayhook-provided-al2023:local for sam local invoke, from this host's files (no registry)
+	RUN_DIR=$(RUN_DIR) tools/sam/base-image.sh
+
+.PHONY: invoke
+invoke: venv sam-venv ## sam local invoke QuayFunction with EVENT (default events/push.json) against moto + a local API server
+	RUN_DIR=$(RUN_DIR) VENV=$(VENV) VENV_SAM=$(VENV_SAM) CARGO=$(CARGO) tools/sam/invoke.sh --build $(BUILD) $(EVENT)
+
+.PHONY: invoke-check
+invoke-check: venv sam-venv ## sam local invoke: push.json must answer 200, unknown-token.json 404 (debug build)
+	RUN_DIR=$(RUN_DIR) VENV=$(VENV) VENV_SAM=$(VENV_SAM) CARGO=$(CARGO) tools/sam/invoke.sh --build host \
+	  events/push.json=200 events/unknown-token.json=404
+
+include tools/ops.mk

@@ -204,7 +204,17 @@ fn lambda_remaining(req: &Request) -> Option<Duration> {
         .duration_since(UNIX_EPOCH)
         .ok()?
         .as_millis() as u64;
-    Some(Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
+    remaining_until(deadline_ms, now_ms)
+}
+
+/// Milliseconds from `now_ms` to the invocation deadline (both Unix epoch milliseconds).
+///
+/// A deadline at or before now is not a real Lambda deadline (the runtime would already have
+/// stopped us): emulators such as `cargo lambda watch` send a duration (`600000`) instead of a
+/// timestamp. Such a value is ignored, so the configured budget applies, rather than turning
+/// every request into an immediate timeout.
+fn remaining_until(deadline_ms: u64, now_ms: u64) -> Option<Duration> {
+    (deadline_ms > now_ms).then(|| Duration::from_millis(deadline_ms - now_ms))
 }
 
 /// The steps of one delivery.
@@ -438,6 +448,21 @@ mod tests {
             "percent-decoded like Go"
         );
         assert_eq!(ok("/quay/%zz", ""), None);
+    }
+
+    #[test]
+    fn a_deadline_in_the_past_is_ignored_not_a_zero_budget() {
+        let now = 1_795_788_336_000;
+        assert_eq!(
+            remaining_until(now + 3_000, now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            remaining_until(600_000, now),
+            None,
+            "cargo lambda watch sends a duration"
+        );
+        assert_eq!(remaining_until(now, now), None);
     }
 
     #[test]
