@@ -96,3 +96,4 @@ invoke-check: venv sam-venv ## sam local invoke: push.json must answer 200, unkn
 	  events/push.json=200 events/unknown-token.json=404
 
 include tools/ops.mk
+include tools/bench.mk

@@ -1,0 +1,19 @@
+//! The Quay payload decoder: any body either decodes or is a `PayloadError`, never a panic,
+//! and the qualifiers it yields are sorted, deduplicated and non-empty.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use quayhook::quay::{Push, check_body_size};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = check_body_size(data.len());
+    if let Ok(push) = Push::parse(data) {
+        let tags = push.tags();
+        assert!(
+            tags.windows(2).all(|w| w[0] < w[1]),
+            "tags sorted and unique"
+        );
+        assert!(tags.iter().all(|t| !t.is_empty()), "no empty tag");
+        let _ = push.is_test_notification();
+    }
+});

@@ -1,0 +1,100 @@
+# Benchmarks, fuzzing and burst load (issue 5). Included by the main Makefile, which provides
+# CARGO, PYTHON, VENV and the `venv` and `build` targets. Every target writes its measurements
+# to $(BENCH_DIR) and regenerates its sections of BENCHMARKS.md (the others are kept).
+
+BENCH_DIR    ?= target/bench
+# Cold-start runs and round-trip repetitions (min/median/max are over these).
+BENCH_RUNS   ?= 5
+BENCH_REPS   ?= 3
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := payload urls semver warehouse handler
+CARGO_FUZZ_VERSION := 0.13.2
+
+# Measurements run in the release profile; the report only reads JSON, so a dev build will do.
+HARNESS_RELEASE := target/release/examples/bench-harness
+REPORT = $(CARGO) run --quiet --locked --example bench-harness -- report \
+	--dir $(BENCH_DIR) --criterion target/criterion --out BENCHMARKS.md
+
+.PHONY: bench
+bench: venv build bench-harness bench-start bench-pure bench-roundtrips bench-coldstart bench-size ## Benchmarks 1-4 (round trips vs Kargo, criterion, cold start, memory, size) into BENCHMARKS.md
+	echo $$(( $$(date +%s) - $$(cat $(BENCH_DIR)/bench.start) )) > $(BENCH_DIR)/bench.seconds
+	$(REPORT)
+	@echo "BENCHMARKS.md updated"
+
+.PHONY: bench-harness
+bench-harness:
+	mkdir -p $(BENCH_DIR)
+	$(CARGO) build --release --locked --example bench-harness
+
+# When the measurements of `make bench` start (after the builds), for the time it takes.
+.PHONY: bench-start
+bench-start: bench-harness
+	date +%s > $(BENCH_DIR)/bench.start
+
+.PHONY: bench-pure
+bench-pure: bench-harness ## Benchmark 2 alone: criterion over the pure path
+	$(HARNESS_RELEASE) machine --out $(BENCH_DIR)/criterion-machine.json
+	$(CARGO) bench --locked --bench pure
+
+.PHONY: bench-roundtrips
+bench-roundtrips: venv bench-harness ## Benchmark 1 alone: round trips and latency vs Kargo's model (20 ms per call)
+	$(HARNESS_RELEASE) roundtrips --runs $(BENCH_REPS) --out $(BENCH_DIR)/roundtrips.json
+
+.PHONY: bench-coldstart
+bench-coldstart: venv build bench-harness ## Benchmarks 3-4 alone: cold start of target/release/quayhook, peak RSS
+	$(HARNESS_RELEASE) coldstart --bin target/release/quayhook --runs $(BENCH_RUNS) --out $(BENCH_DIR)/coldstart.json
+	$(HARNESS_RELEASE) memory --out $(BENCH_DIR)/memory.json
+
+.PHONY: bench-size
+bench-size: build bench-harness ## Benchmark 4 alone: binary and zip sizes (arm64 where its target is installed)
+	@if rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux'; then \
+	  PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) lambda build --release --locked --arm64 \
+	    --bin quayhook --output-format zip --lambda-dir $(BENCH_DIR)/lambda-arm64 \
+	    || echo "arm64 build failed: size not measured"; \
+	fi
+	$(HARNESS_RELEASE) size --bin target/release/quayhook --out $(BENCH_DIR)/size.json \
+	  --arm64-zip $(BENCH_DIR)/lambda-arm64/quayhook/bootstrap.zip
+
+.PHONY: bench-report
+bench-report: ## Regenerate BENCHMARKS.md from the latest measurements in target/bench
+	$(REPORT)
+
+# cargo-fuzz drives libFuzzer through nightly-only rustc flags (-Cpasses=sancov-module and
+# friends need -Z options); RUSTC_BOOTSTRAP=1 lets the one stable toolchain accept them.
+# No sanitizer: the code is safe Rust, and panics, overflows (debug assertions), stack
+# overflows, timeouts and OOMs are what libFuzzer catches here.
+FUZZ_ENV  := RUSTC_BOOTSTRAP=1
+FUZZ_OPTS := --release --debug-assertions --sanitizer none
+
+.PHONY: fuzz-tools
+fuzz-tools:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+
+.PHONY: fuzz
+fuzz: fuzz-tools ## Run every fuzz target for FUZZ_SECONDS (default 60) each; executions and findings into BENCHMARKS.md
+	mkdir -p $(BENCH_DIR)
+	$(FUZZ_ENV) $(CARGO) fuzz build $(FUZZ_OPTS)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t fuzz/seeds/$$t fuzz/regressions/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  rc=0; $(FUZZ_ENV) $(CARGO) fuzz run $(FUZZ_OPTS) $$t fuzz/corpus/$$t fuzz/seeds/$$t fuzz/regressions/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+	    -max_len=65536 > $(BENCH_DIR)/fuzz-$$t.log 2>&1 || rc=$$?; \
+	  echo $$rc > $(BENCH_DIR)/fuzz-$$t.rc; \
+	  grep -E '^(Done|stat::number_of_executed_units)|SUMMARY' $(BENCH_DIR)/fuzz-$$t.log || true; \
+	done
+	$(CARGO) run --quiet --locked --example bench-harness -- fuzz-summary --dir $(BENCH_DIR) \
+	  --seconds $(FUZZ_SECONDS) --targets "$(FUZZ_TARGETS)" \
+	  --engine "cargo-fuzz $$(cargo fuzz --version 2>/dev/null | awk '{print $$2}') with libFuzzer (libfuzzer-sys), RUSTC_BOOTSTRAP=1 on $$(rustc -V | cut -d' ' -f1-2), --sanitizer none, debug assertions on" \
+	  --out $(BENCH_DIR)/fuzz.json
+	$(REPORT)
+	@if ls fuzz/artifacts/*/* >/dev/null 2>&1; then \
+	  echo "fuzz: findings in fuzz/artifacts (reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none TARGET FILE)"; exit 1; fi
+
+.PHONY: loadtest
+loadtest: venv ## Burst load: 1,000 pushes in bursts of 50 with 5% API failures; requests/s and p99 into BENCHMARKS.md
+	mkdir -p $(BENCH_DIR)
+	QUAYHOOK_LOADTEST_OUT=$(abspath $(BENCH_DIR))/loadtest.json \
+	  $(CARGO) test --release --locked --test loadtest -- --nocapture
+	$(CARGO) run --quiet --locked --example bench-harness -- machine --merge $(BENCH_DIR)/loadtest.json
+	$(REPORT)
