@@ -505,23 +505,7 @@ async fn a_401_rereads_the_kubeconfig_secret_once_and_retries() {
     let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
     let token = h.receiver(NS, "quay", "s3cret-401", None).await;
     assert_eq!(h.post(&token, &push(QUAY_REPO, &["v1"])).await.0, 200);
-    // Rotate: the old token stops working, a new one is stored in the kubeconfig secret.
-    let fresh = h.api.grant_service_account(
-        "quayhook",
-        "quayhook",
-        Some(NS),
-        "kargo.akuity.io",
-        &["warehouses"],
-        &["get", "list", "patch"],
-    );
-    h.sensitive(fresh.clone());
-    h.api.revoke_token(&h.sa_token);
-    crate::support::moto::put_secret(
-        &h.sm,
-        &format!("{}/kubeconfig", h.prefix),
-        &h.api.kubeconfig_yaml(&fresh, None),
-    )
-    .await;
+    h.rotate_cluster_token().await;
     let (status, body) = h.post(&token, &push(QUAY_REPO, &["v2"])).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(names(&body, "refreshed"), ["kargo-demo/w"]);
@@ -687,22 +671,7 @@ async fn concurrent_401s_share_one_kubeconfig_reread() {
     let reads = || state.secrets().kubeconfig_reads.load(SeqCst);
     assert_eq!(reads(), 1);
 
-    let fresh = h.api.grant_service_account(
-        "quayhook",
-        "quayhook",
-        Some(NS),
-        "kargo.akuity.io",
-        &["warehouses"],
-        &["get", "list", "patch"],
-    );
-    h.sensitive(fresh.clone());
-    h.api.revoke_token(&h.sa_token);
-    crate::support::moto::put_secret(
-        &h.sm,
-        &format!("{}/kubeconfig", h.prefix),
-        &h.api.kubeconfig_yaml(&fresh, None),
-    )
-    .await;
+    h.rotate_cluster_token().await;
     h.api.set_latency(Duration::from_millis(30)); // all eight patches meet the 401 together
     let (status, body) = deliver(&state, &token, &push(QUAY_REPO, &["v2"])).await;
     assert_eq!(status, 200, "{body}");

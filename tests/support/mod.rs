@@ -321,6 +321,23 @@ impl Harness {
             .map(str::to_owned)
     }
 
+    /// Rotates the service account's token as an operator would: the old token stops
+    /// working and a kubeconfig with a new one is stored in the kubeconfig secret.
+    pub async fn rotate_cluster_token(&self) {
+        let fresh = self.api.grant_service_account(
+            "quayhook",
+            "quayhook",
+            Some("kargo-demo"),
+            "kargo.akuity.io",
+            &["warehouses"],
+            &["get", "list", "patch"],
+        );
+        self.sensitive(fresh.clone());
+        self.api.revoke_token(&self.sa_token);
+        let id = format!("{}/kubeconfig", self.prefix);
+        moto::put_secret(&self.sm, &id, &self.api.kubeconfig_yaml(&fresh, None)).await;
+    }
+
     /// Points a command at moto and at this test's secrets, as an operator's shell would be.
     pub fn operator_env<'c>(
         &self,
