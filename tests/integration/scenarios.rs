@@ -679,3 +679,70 @@ async fn concurrent_401s_share_one_kubeconfig_reread() {
     assert_eq!(reads(), 2, "eight concurrent 401s, one re-read");
     h.assert_no_leaks();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warehouses_are_listed_page_by_page_with_continue_tokens() {
+    let whs = (0..5)
+        .map(|i| wh(NS, &format!("w{i}")).image(QUAY_REPO, json!({})).json())
+        .collect();
+    let h = Harness::start(Setup {
+        env: vec![("QUAYHOOK_LIST_PAGE_SIZE", "2".into())],
+        ..setup(whs)
+    })
+    .await;
+    let token = h.receiver(NS, "quay", "s3cret-pages", None).await;
+    let (status, body) = h.post(&token, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["refreshed"].as_array().map(Vec::len), Some(5));
+    let lists: Vec<String> = h
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == "list")
+        .map(|r| r.query)
+        .collect();
+    assert_eq!(lists.len(), 3, "5 Warehouses in pages of 2: {lists:?}");
+    assert!(
+        lists[1].contains("continue=") && lists[2].contains("continue="),
+        "{lists:?}"
+    );
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_mode_serves_without_aws() {
+    let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
+    let dir = std::env::temp_dir().join(format!("quayhook-files-{}", h.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    let receivers = dir.join("receivers.json");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &receivers,
+        json!([{"project": NS, "receiver": "quay", "secret": "s3cret-files"}]).to_string(),
+    )
+    .unwrap();
+    std::fs::write(&kubeconfig, h.api.kubeconfig_yaml(&h.sa_token, None)).unwrap();
+    let vars = [
+        ("QUAYHOOK_RECEIVERS_FILE", receivers.display().to_string()),
+        ("QUAYHOOK_KUBECONFIG_FILE", kubeconfig.display().to_string()),
+    ];
+    let config = quayhook::config::Config::from_lookup(|k| {
+        vars.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let secrets = quayhook::secrets::ConfiguredSecrets::from_config(&config.secrets).await;
+    let state = h.state_with(config, secrets);
+    let token = quayhook::token::receiver_token(
+        NS,
+        "quay",
+        &quayhook::token::SecretString::new("s3cret-files"),
+    );
+    h.sensitive(token.clone());
+    let (status, body) = deliver(&state, &token, &push(QUAY_REPO, &["v1"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["refreshed"][0]["name"], "w");
+    let _ = std::fs::remove_dir_all(&dir);
+    h.assert_no_leaks();
+}
