@@ -209,13 +209,7 @@ impl WarehouseStore for KubeStore {
         loop {
             let page = api.list(&params).await?;
             let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            for item in page.items {
-                let value = serde_json::to_value(item).map_err(|e| ClusterError::Status {
-                    code: 200,
-                    message: format!("list item does not serialize: {e}"),
-                })?;
-                out.push(value);
-            }
+            out.extend(page.items.into_iter().map(slim));
             match next {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(out),
@@ -229,6 +223,22 @@ impl WarehouseStore for KubeStore {
             .await?;
         Ok(())
     }
+}
+
+/// Keeps only what the index reads (name, namespace, `spec.subscriptions`): a Warehouse's
+/// status (discovered artifacts), managed fields and the rest of its spec can be far larger,
+/// and a cluster-wide list holds thousands of them at once.
+fn slim(mut item: DynamicObject) -> Value {
+    let subscriptions = item
+        .data
+        .get_mut("spec")
+        .and_then(|spec| spec.get_mut("subscriptions"))
+        .map(Value::take)
+        .unwrap_or(Value::Null);
+    serde_json::json!({
+        "metadata": { "name": item.metadata.name, "namespace": item.metadata.namespace },
+        "spec": { "subscriptions": subscriptions },
+    })
 }
 
 /// Builds [`KubeStore`]s from kubeconfig text with quayhook's timeouts.
@@ -378,6 +388,24 @@ mod tests {
         .await
         .unwrap_err();
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn listed_objects_keep_only_what_the_index_reads() {
+        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Warehouse",
+            "metadata": {"name": "w", "namespace": "p", "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"interval": "5m0s", "subscriptions": [{"image": {"repoURL": "quay.io/a/b"}}]},
+            "status": {"discoveredArtifacts": {"images": [{"tag": "v1"}]}}
+        }))
+        .unwrap();
+        assert_eq!(
+            slim(obj),
+            serde_json::json!({
+                "metadata": {"name": "w", "namespace": "p"},
+                "spec": {"subscriptions": [{"image": {"repoURL": "quay.io/a/b"}}]}
+            })
+        );
     }
 
     #[test]
