@@ -1078,7 +1078,9 @@ async fn coldstart(bin: &Path, out: &Path, runs: usize) -> Result<(), String> {
     let mut scenarios = Vec::new();
     // The third scenario skips the prefetch: its init CPU is what the process costs before any
     // network call (runtime, configuration, AWS SDK), so the prefetch's share can be read off.
-    let cases: [(&str, usize, &[(&str, &str)]); 3] = [
+    // (label, Warehouses, extra environment)
+    type Case<'a> = (&'a str, usize, &'a [(&'a str, &'a str)]);
+    let cases: [Case; 3] = [
         ("100 Warehouses", 100, &[]),
         ("10,000 Warehouses", 10_000, &[]),
         (
