@@ -33,7 +33,7 @@ use quayhook::token::{SecretString, receiver_token};
 use serde_json::{Value, json};
 
 use support::apiserver::ApiServer;
-use support::{QUAY_REPO, event_v2, moto, parts, push, request, wh};
+use support::{QUAY_REPO, deliver, moto, push, wh};
 
 struct Cluster {
     client: kube::Client,
@@ -219,21 +219,6 @@ async fn state_for(prefix: &str, kubeconfig: &str) -> State<SecretsManager, Kube
     State::new(config, secrets, connector)
 }
 
-async fn post(
-    state: &State<SecretsManager, KubeConnector>,
-    token: &str,
-    body: &str,
-) -> (u16, Value) {
-    let event = event_v2(
-        "POST",
-        &format!("/quay/{token}"),
-        body.as_bytes(),
-        false,
-        &[],
-    );
-    parts(quayhook::handler::handle(state, request(&event)).await)
-}
-
 fn names(body: &Value, list: &str) -> Vec<String> {
     body[list]
         .as_array()
@@ -270,7 +255,7 @@ async fn scenarios(client: &kube::Client, config: &kube::Config, ns: &str, prefi
     let token = receiver_token(ns, "quay", &SecretString::new("e2e-s3cret"));
 
     // Happy path with a tag filter: only the ^1 Warehouse, annotation visible in the cluster.
-    let (status, body) = post(&state, &token, &push(QUAY_REPO, &["v1.4.0"])).await;
+    let (status, body) = deliver(&state, &token, &push(QUAY_REPO, &["v1.4.0"])).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(names(&body, "refreshed"), ["app", "doomed"]);
     assert_eq!(names(&body, "skipped"), ["app-v2"]);
@@ -287,7 +272,7 @@ async fn scenarios(client: &kube::Client, config: &kube::Config, ns: &str, prefi
 
     // Unknown token.
     assert_eq!(
-        post(&state, &"a".repeat(64), &push(QUAY_REPO, &["v1"])).await,
+        deliver(&state, &"a".repeat(64), &push(QUAY_REPO, &["v1"])).await,
         (404, json!({}))
     );
 
@@ -295,7 +280,7 @@ async fn scenarios(client: &kube::Client, config: &kube::Config, ns: &str, prefi
     whs.delete("doomed", &DeleteParams::default())
         .await
         .expect("delete warehouse");
-    let (status, body) = post(&state, &token, &push(QUAY_REPO, &["v1.5.0"])).await;
+    let (status, body) = deliver(&state, &token, &push(QUAY_REPO, &["v1.5.0"])).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(names(&body, "gone"), ["doomed"]);
 
@@ -309,7 +294,7 @@ async fn scenarios(client: &kube::Client, config: &kube::Config, ns: &str, prefi
     whs.create(&PostParams::default(), &late)
         .await
         .expect("create late warehouse");
-    let (status, body) = post(&state, &token, &push("quay.io/mynamespace/late", &[])).await;
+    let (status, body) = deliver(&state, &token, &push("quay.io/mynamespace/late", &[])).await;
     assert_eq!(
         (status, names(&body, "refreshed")),
         (200, vec!["late".to_owned()]),
@@ -325,7 +310,7 @@ async fn scenarios(client: &kube::Client, config: &kube::Config, ns: &str, prefi
     )
     .await;
     let other = receiver_token("kube-system", "quay", &SecretString::new("e2e-other"));
-    let (status, body) = post(&state, &other, &push(QUAY_REPO, &["v1"])).await;
+    let (status, body) = deliver(&state, &other, &push(QUAY_REPO, &["v1"])).await;
     assert_eq!(status, 503, "{body}");
     assert!(
         body["error"].as_str().unwrap_or_default().contains("403"),
