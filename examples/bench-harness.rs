@@ -453,17 +453,8 @@ impl Stack {
         for w in warehouses {
             api.apply(w);
         }
-        let mut sa_token = String::new();
-        for ns in namespaces {
-            sa_token = api.grant_service_account(
-                "quayhook",
-                "quayhook",
-                Some(ns),
-                "kargo.akuity.io",
-                &["warehouses"],
-                &["get", "list", "patch"],
-            );
-        }
+        let granted: Vec<&str> = namespaces.iter().map(String::as_str).collect();
+        let sa_token = api.grant_quayhook(Some(&granted));
         let timeline = Timeline::default();
         let server = Timeline::default();
         let api_latency = Arc::new(Mutex::new(Duration::ZERO));

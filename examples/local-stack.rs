@@ -94,18 +94,8 @@ async fn run() -> Result<(), String> {
             api.try_apply(obj)?;
         }
     }
-    let verbs = ["get", "list", "patch"];
-    let mut token = String::new();
-    for ns in &namespaces {
-        token = api.grant_service_account(
-            "quayhook",
-            "quayhook",
-            Some(ns),
-            "kargo.akuity.io",
-            &["warehouses"],
-            &verbs,
-        );
-    }
+    let granted: Vec<&str> = namespaces.iter().map(String::as_str).collect();
+    let token = api.grant_quayhook(Some(&granted));
     let sm = moto::client_for(&args.moto);
     let receiver =
         json!({"project": "kargo-demo", "receiver": "q-wh-receiver", "secret": "mysecret"});

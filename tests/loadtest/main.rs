@@ -158,17 +158,7 @@ async fn start() -> (Arc<ApiServer>, Arc<Receiver>, HashMap<&'static str, String
     for w in warehouses() {
         api.apply(w);
     }
-    let mut sa_token = String::new();
-    for ns in PROJECTS {
-        sa_token = api.grant_service_account(
-            "quayhook",
-            "quayhook",
-            Some(ns),
-            "kargo.akuity.io",
-            &["warehouses"],
-            &["get", "list", "patch"],
-        );
-    }
+    let sa_token = api.grant_quayhook(Some(&PROJECTS));
     let sm = moto::client();
     let prefix = format!("loadtest-{}-{}", std::process::id(), rand_suffix());
     let kubeconfig_id = format!("{prefix}/kubeconfig");

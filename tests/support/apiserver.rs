@@ -600,6 +600,27 @@ preferences: {{}}
         *lock(&self.shared.observer) = Some(Arc::new(f));
     }
 
+    /// Grants the `quayhook` ServiceAccount (namespace `quayhook`) exactly what deploy/rbac.yaml
+    /// grants: get, list and patch on Warehouses in each of `namespaces`, or in every namespace
+    /// when `namespaces` is `None`. Returns a fresh token (empty when the list is empty).
+    pub fn grant_quayhook(&self, namespaces: Option<&[&str]>) -> String {
+        let grant = |scope: Option<&str>| {
+            self.grant_service_account(
+                "quayhook",
+                "quayhook",
+                scope,
+                "kargo.akuity.io",
+                &["warehouses"],
+                &["get", "list", "patch"],
+            )
+        };
+        match namespaces {
+            None => grant(None),
+            // Every namespace is granted; the token of the last grant is as good as any.
+            Some(list) => list.iter().fold(String::new(), |_, ns| grant(Some(ns))),
+        }
+    }
+
     /// Grants `verbs` on `resources` of `api_group` to ServiceAccount `namespace/sa` (created
     /// if missing): a Role and RoleBinding in namespace `scope`, or a ClusterRole and
     /// ClusterRoleBinding when `scope` is `None` — the objects a real cluster would hold.

@@ -202,29 +202,10 @@ impl Harness {
         for w in &setup.warehouses {
             api.apply(w.clone());
         }
-        let verbs = ["get", "list", "patch"];
         let sa_token = if setup.cluster {
-            api.grant_service_account(
-                "quayhook",
-                "quayhook",
-                None,
-                "kargo.akuity.io",
-                &["warehouses"],
-                &verbs,
-            )
+            api.grant_quayhook(None)
         } else {
-            let mut token = String::new();
-            for ns in &setup.namespaces {
-                token = api.grant_service_account(
-                    "quayhook",
-                    "quayhook",
-                    Some(ns),
-                    "kargo.akuity.io",
-                    &["warehouses"],
-                    &verbs,
-                );
-            }
-            token
+            api.grant_quayhook(Some(&setup.namespaces))
         };
         let sm = moto::client();
         let kubeconfig_id = format!("{prefix}/kubeconfig");
@@ -324,14 +305,7 @@ impl Harness {
     /// Rotates the service account's token as an operator would: the old token stops
     /// working and a kubeconfig with a new one is stored in the kubeconfig secret.
     pub async fn rotate_cluster_token(&self) {
-        let fresh = self.api.grant_service_account(
-            "quayhook",
-            "quayhook",
-            Some("kargo-demo"),
-            "kargo.akuity.io",
-            &["warehouses"],
-            &["get", "list", "patch"],
-        );
+        let fresh = self.api.grant_quayhook(Some(&["kargo-demo"]));
         self.sensitive(fresh.clone());
         self.api.revoke_token(&self.sa_token);
         let id = format!("{}/kubeconfig", self.prefix);
