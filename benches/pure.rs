@@ -9,12 +9,12 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use quayhook::constraint::{Constraints, Version};
-use quayhook::index::{Index, candidate_urls};
-use quayhook::quay::Push;
-use quayhook::token::{ReceiverId, SecretString, TokenSet, receiver_token};
-use quayhook::urls::{normalize_chart, normalize_image};
-use quayhook::warehouse::Warehouse;
+use kargo_match::constraint::{Constraints, Version};
+use kargo_match::index::{Index, candidate_urls};
+use kargo_match::quay::Push;
+use kargo_match::token::{ReceiverId, SecretString, TokenSet, receiver_token};
+use kargo_match::urls::{normalize_chart, normalize_image};
+use kargo_match::warehouse::Warehouse;
 use serde_json::{Value, json};
 
 /// Quay's documented "Push to Repository" payload.

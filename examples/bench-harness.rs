@@ -42,8 +42,8 @@ use quayhook::cluster::{ClusterError, Connector, KubeConnector, WarehouseStore};
 use quayhook::config::Config;
 use quayhook::secrets::SecretsManager;
 use quayhook::state::State;
-use quayhook::token::{SecretString, receiver_token};
-use quayhook::warehouse::WarehouseKey;
+use kargo_match::token::{SecretString, receiver_token};
+use kargo_match::warehouse::WarehouseKey;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -592,7 +592,7 @@ impl Kargo {
             .await
             .expect("secret read");
         let api: Api<DynamicObject> = Api::namespaced_with(client, ns, &self.resource);
-        let patch = quayhook::warehouse::refresh_patch(SystemTime::now());
+        let patch = kargo_match::warehouse::refresh_patch(SystemTime::now());
         for name in warehouses {
             let params = PatchParams::default();
             let merge = Patch::Merge(&patch);
@@ -1164,7 +1164,7 @@ async fn memory(out: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let after_list = live_mib();
     let peak_list = PEAK.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1_048_576.0;
-    let index = quayhook::index::Index::from_objects(&objects);
+    let index = kargo_match::index::Index::from_objects(&objects);
     let after_index = live_mib();
     let raw_json: usize = objects.iter().map(|o| o.to_string().len()).sum();
     drop(objects);
@@ -1184,7 +1184,7 @@ async fn memory(out: &Path) -> Result<(), String> {
         })
         .collect();
     let before = live_mib();
-    let index = quayhook::index::Index::from_objects(&no_regex);
+    let index = kargo_match::index::Index::from_objects(&no_regex);
     let index_no_regex = live_mib() - before;
     drop(index);
     let regex_subscriptions = n / 4;

@@ -14,9 +14,9 @@ use kube::api::{Api, PostParams};
 
 use crate::cluster::{KubeConnector, KubeStore, WarehouseStore, client_config};
 use crate::config::{Config, SecretsConfig};
-use crate::index::Index;
+use kargo_match::index::Index;
 use crate::secrets::{ConfiguredSecrets, SecretSource};
-use crate::warehouse::{GROUP, PLURAL};
+use kargo_match::warehouse::{GROUP, PLURAL};
 
 /// Runs every check and prints the report.
 ///

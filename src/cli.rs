@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::handler;
 use crate::secrets::{ConfiguredSecrets, SecretSource, SecretsManager};
 use crate::state::State;
-use crate::token::{SecretString, receiver_token, receiver_url, secret_from_random};
+use kargo_match::token::{SecretString, receiver_token, receiver_url, secret_from_random};
 
 /// Kargo's Quay webhook receiver as an AWS Lambda.
 #[derive(Debug, Parser)]

@@ -13,8 +13,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 
-use crate::token::SecretString;
-use crate::warehouse::{GROUP, KIND, PLURAL, VERSION, WarehouseKey};
+use kargo_match::token::SecretString;
+use kargo_match::warehouse::{GROUP, KIND, PLURAL, VERSION, WarehouseKey};
 
 /// Why a cluster call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -234,17 +234,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Go `path.Clean` of a base path, without the trailing `/`: `""` and `/` become `""`.
 pub fn clean_base_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in path.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    parts.iter().map(|p| format!("/{p}")).collect()
+    let cleaned = kargo_match::path::clean(&format!("/{path}"));
+    if cleaned == "/" { String::new() } else { cleaned }
 }
 
 #[cfg(test)]

@@ -14,13 +14,14 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::cause::Chain;
 use crate::cluster::{ClusterError, Connector, WarehouseStore};
-use crate::index::{Plan, candidate_urls};
-use crate::quay::{MAX_BODY_BYTES, PayloadError, Push};
+use kargo_match::index::{Plan, candidate_urls};
+use kargo_match::quay::{MAX_BODY_BYTES, PayloadError, Push};
 use crate::retry::Budget;
 use crate::secrets::{SecretSource, SecretsError};
 use crate::state::{State, StateError};
-use crate::warehouse::{WarehouseKey, refresh_patch};
+use kargo_match::warehouse::{WarehouseKey, refresh_patch};
 
 /// Why a request is answered with an error before any Warehouse is touched.
 #[derive(Debug, thiserror::Error)]
@@ -35,14 +36,14 @@ pub enum Rejection {
     #[error("body too large")]
     TooLarge,
     /// Returned when the body is not a Quay push payload.
-    #[error("invalid payload: {0}")]
-    BadPayload(PayloadError),
+    #[error("invalid payload")]
+    BadPayload(#[source] PayloadError),
     /// Returned when receiver secrets cannot be read and none are cached.
-    #[error("receiver secrets unavailable: {0}")]
-    Secrets(SecretsError),
+    #[error("receiver secrets unavailable")]
+    Secrets(#[source] SecretsError),
     /// Returned when the Warehouses cannot be listed (or the kubeconfig cannot be used).
-    #[error("cannot list warehouses: {0}")]
-    Cluster(StateError),
+    #[error("cannot list warehouses")]
+    Cluster(#[source] StateError),
 }
 
 /// The result of a delivery that reached the refresh step.
@@ -187,9 +188,9 @@ pub async fn handle<S: SecretSource, C: Connector>(
                 }
             }
             Err(e @ (Rejection::Secrets(_) | Rejection::Cluster(_))) => {
-                tracing::error!(status, cause = %e, duration_ms = elapsed, "push not handled");
+                tracing::error!(status, cause = %Chain(e), duration_ms = elapsed, "push not handled");
             }
-            Err(e) => tracing::info!(status, cause = %e, duration_ms = elapsed, "push rejected"),
+            Err(e) => tracing::info!(status, cause = %Chain(e), duration_ms = elapsed, "push rejected"),
         }
         response
     }
@@ -322,8 +323,8 @@ async fn refresh<S: SecretSource, C: Connector>(
                 outcome.gone.push(out);
             }
             Err(e) => {
-                tracing::warn!(warehouse = %selected.key, cause = %e, "refresh failed");
-                out.error = Some(e.to_string());
+                tracing::warn!(warehouse = %selected.key, cause = %Chain(&e), "refresh failed");
+                out.error = Some(Chain(&e).to_string());
                 outcome.failed.push(out);
             }
         }
@@ -379,10 +380,7 @@ pub fn respond(result: &Result<Outcome, Rejection>) -> Response<Body> {
                     StatusCode::SERVICE_UNAVAILABLE,
                     Some("receiver secrets unavailable".into()),
                 ),
-                Rejection::Cluster(e) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Some(format!("cannot list warehouses: {e}")),
-                ),
+                Rejection::Cluster(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(Chain(r).to_string())),
             };
             let body = match message {
                 Some(m) => serde_json::json!({ "error": m }),
@@ -410,6 +408,7 @@ pub fn respond(result: &Result<Outcome, Rejection>) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cause::Cause;
 
     #[test]
     fn token_is_the_last_segment_after_base_and_quay() {
@@ -488,7 +487,7 @@ mod tests {
         );
         assert_eq!(body(Rejection::MethodNotAllowed).0, 405);
         assert_eq!(
-            body(Rejection::Secrets(SecretsError::Unavailable("x".into()))),
+            body(Rejection::Secrets(SecretsError::Unavailable(Cause::new("x")))),
             (503, "{\"error\":\"receiver secrets unavailable\"}\n".into())
         );
     }

@@ -5,18 +5,17 @@
 //! repository, filters them by the pushed tags exactly as Kargo does, and merge-patches the
 //! `kargo.akuity.io/refresh` annotation on each through the cluster API.
 //!
-//! # Layout
-//! Modules in the order a request flows through them. Pure modules (no I/O) first:
-//! - [`token`]: receiver path hash, constant-time token verification, redacting secrets.
-//! - [`quay`]: body-size check, push payload decoding with Go semantics, test notifications.
-//! - [`urls`]: image and chart URL normalization (go-containerregistry weak parsing).
-//! - [`constraint`]: Masterminds semver versions and constraints.
-//! - [`warehouse`]: the Warehouse model and the refresh annotation.
-//! - [`select`]: per-subscription tag filters with Kargo's strategies and Go regexes.
-//! - [`index`]: repository URL → Warehouses, and the refresh plan for one push.
-//! - [`config`]: every environment variable, parsed and validated.
+//! Kargo's semantics (token hash, payload, URL normalization, semver, Warehouse model,
+//! selection, index and plan) live in the pure crate [`kargo_match`]; this crate is the shell
+//! around it.
 //!
-//! The shell (I/O, behind traits so the core runs without a network):
+//! # Layout
+//! Modules in the order a request flows through them:
+//! - [`config`]: every environment variable, parsed and validated (pure).
+//!
+//! - [`cause`]: underlying errors kept as `#[source]`, and their one-line rendering (pure).
+//!
+//! The I/O shell, behind traits so the core runs without a network:
 //! - [`secrets`]: receiver secrets and the kubeconfig (AWS Secrets Manager or files).
 //! - [`cluster`]: list and merge-patch Warehouses through `kube`.
 //! - [`retry`]: the request's time budget and bounded retries.
@@ -28,14 +27,8 @@
 
 #![deny(missing_docs)]
 
+pub mod cause;
 pub mod config;
-pub mod constraint;
-pub mod index;
-pub mod quay;
-pub mod select;
-pub mod token;
-pub mod urls;
-pub mod warehouse;
 
 pub mod check;
 pub mod cli;

@@ -8,11 +8,13 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use serde::Deserialize;
 
-use crate::token::SecretString;
+use kargo_match::token::SecretString;
+
+use crate::cause::Cause;
 
 /// One Kargo-style webhook receiver, as stored in its secret.
 ///
@@ -58,8 +60,8 @@ pub struct Receivers {
 #[non_exhaustive]
 pub enum SecretsError {
     /// Returned when the secret store cannot be reached or refuses the call as a whole.
-    #[error("secret store unavailable: {0}")]
-    Unavailable(String),
+    #[error("secret store unavailable")]
+    Unavailable(#[source] Cause),
     /// Returned when a named secret does not exist.
     #[error("secret {0} not found")]
     NotFound(String),
@@ -83,12 +85,13 @@ pub enum SecretsError {
         reason: String,
     },
     /// Returned when a local file cannot be read.
-    #[error("cannot read {path}: {reason}")]
+    #[error("cannot read {path}")]
     File {
         /// The file.
         path: String,
         /// The OS error.
-        reason: String,
+        #[source]
+        source: Cause,
     },
 }
 
@@ -213,7 +216,7 @@ impl SecretsManager {
                 ),
                 (None, None) => return Ok(()),
             };
-            let page = call.send().await.map_err(|e| unavailable(&e))?;
+            let page = call.send().await.map_err(unavailable)?;
             for entry in page.secret_values() {
                 let id = entry
                     .name()
@@ -258,8 +261,8 @@ impl SecretsManager {
     }
 }
 
-fn unavailable<E: std::error::Error>(e: &E) -> SecretsError {
-    SecretsError::Unavailable(DisplayErrorContext(e).to_string())
+fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> SecretsError {
+    SecretsError::Unavailable(Cause::new(e))
 }
 
 impl SecretSource for SecretsManager {
@@ -293,7 +296,7 @@ impl SecretSource for SecretsManager {
                         code: code.to_owned(),
                     }
                 }
-                _ => unavailable(&e),
+                _ => unavailable(e),
             })?;
         out.secret_string()
             .map(SecretString::new)
@@ -324,7 +327,7 @@ async fn read_file(path: &PathBuf) -> Result<String, SecretsError> {
         .await
         .map_err(|e| SecretsError::File {
             path: path.display().to_string(),
-            reason: e.kind().to_string(),
+            source: Cause::new(e),
         })
 }
 

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::cluster::Connector;
 use crate::handler;
-use crate::quay::MAX_BODY_BYTES;
+use kargo_match::quay::MAX_BODY_BYTES;
 use crate::secrets::SecretSource;
 use crate::state::State;
 

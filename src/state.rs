@@ -14,12 +14,12 @@ use tokio::time::Instant;
 
 use crate::cluster::{ClusterError, Connector, WarehouseStore};
 use crate::config::Config;
-use crate::index::Index;
+use kargo_match::index::Index;
 use crate::retry::{Budget, retrying};
 use crate::secrets::{Receivers, SecretSource, SecretsError};
-use crate::token::{Match, ReceiverId, TokenSet};
-use crate::urls::RepoUrl;
-use crate::warehouse::WarehouseKey;
+use kargo_match::token::{Match, ReceiverId, TokenSet};
+use kargo_match::urls::RepoUrl;
+use kargo_match::warehouse::WarehouseKey;
 
 /// Which Warehouses a receiver may refresh: one project's namespace, or all (cluster-level).
 pub type Scope = Option<String>;

@@ -20,8 +20,8 @@ use quayhook::config::Config;
 use quayhook::handler;
 use quayhook::secrets::{ReceiverSecret, Receivers, SecretSource, SecretsError};
 use quayhook::state::State;
-use quayhook::token::{SecretString, receiver_token};
-use quayhook::warehouse::WarehouseKey;
+use kargo_match::token::{SecretString, receiver_token};
+use kargo_match::warehouse::WarehouseKey;
 use serde_json::{Value, json};
 
 const SECRET: &str = "fuzz-secret-current";
@@ -87,7 +87,7 @@ struct Secrets {
 impl SecretSource for Secrets {
     async fn receivers(&self) -> Result<Receivers, SecretsError> {
         if self.fail {
-            return Err(SecretsError::Unavailable("injected".into()));
+            return Err(SecretsError::Unavailable(quayhook::cause::Cause::new("injected")));
         }
         let receiver = |project: &str, secret: &str, previous: Option<&str>| ReceiverSecret {
             source: format!("fuzz/{project}"),

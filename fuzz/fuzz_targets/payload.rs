@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quayhook::quay::{Push, check_body_size};
+use kargo_match::quay::{Push, check_body_size};
 
 fuzz_target!(|data: &[u8]| {
     let _ = check_body_size(data.len());

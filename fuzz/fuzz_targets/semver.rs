@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quayhook::constraint::{Constraints, Version, parse_tag};
+use kargo_match::constraint::{Constraints, Version, parse_tag};
 
 fuzz_target!(|input: (&str, &str, bool)| {
     let (version, constraint, strict) = input;

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quayhook::index::candidate_urls;
-use quayhook::urls::{
+use kargo_match::index::candidate_urls;
+use kargo_match::urls::{
     check_oci_reference, normalize_chart, normalize_image, parse_image_reference, sanitize,
 };
 

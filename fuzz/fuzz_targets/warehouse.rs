@@ -5,8 +5,8 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use quayhook::index::{Index, candidate_urls};
-use quayhook::warehouse::Warehouse;
+use kargo_match::index::{Index, candidate_urls};
+use kargo_match::warehouse::Warehouse;
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {

@@ -29,7 +29,7 @@ use quayhook::cluster::KubeConnector;
 use quayhook::config::Config;
 use quayhook::secrets::SecretsManager;
 use quayhook::state::State;
-use quayhook::token::{SecretString, receiver_token};
+use kargo_match::token::{SecretString, receiver_token};
 use serde_json::{Value, json};
 
 use support::apiserver::ApiServer;

@@ -237,10 +237,10 @@ async fn rotation_accepts_the_previous_secret_until_it_is_removed() {
     let _new = h
         .receiver(NS, "quay", "s3cret-new", Some("s3cret-old"))
         .await;
-    let old = quayhook::token::receiver_token(
+    let old = kargo_match::token::receiver_token(
         NS,
         "quay",
-        &quayhook::token::SecretString::new("s3cret-old"),
+        &kargo_match::token::SecretString::new("s3cret-old"),
     );
     let (status, body) = h.post(&old, &push(QUAY_REPO, &["v1"])).await;
     assert_eq!(status, 200, "{body}");
@@ -602,7 +602,7 @@ impl quayhook::secrets::SecretSource for Switchable {
     ) -> Result<quayhook::secrets::Receivers, quayhook::secrets::SecretsError> {
         if self.down.load(SeqCst) {
             return Err(quayhook::secrets::SecretsError::Unavailable(
-                "switched off".into(),
+                quayhook::cause::Cause::new("switched off"),
             ));
         }
         self.inner.receivers().await
@@ -610,7 +610,7 @@ impl quayhook::secrets::SecretSource for Switchable {
 
     async fn kubeconfig(
         &self,
-    ) -> Result<quayhook::token::SecretString, quayhook::secrets::SecretsError> {
+    ) -> Result<kargo_match::token::SecretString, quayhook::secrets::SecretsError> {
         self.kubeconfig_reads.fetch_add(1, SeqCst);
         self.inner.kubeconfig().await
     }
@@ -734,10 +734,10 @@ async fn file_mode_serves_without_aws() {
     .unwrap();
     let secrets = quayhook::secrets::ConfiguredSecrets::from_config(&config.secrets).await;
     let state = h.state_with(config, secrets);
-    let token = quayhook::token::receiver_token(
+    let token = kargo_match::token::receiver_token(
         NS,
         "quay",
-        &quayhook::token::SecretString::new("s3cret-files"),
+        &kargo_match::token::SecretString::new("s3cret-files"),
     );
     h.sensitive(token.clone());
     let (status, body) = deliver(&state, &token, &push(QUAY_REPO, &["v1"])).await;

@@ -30,12 +30,12 @@ use std::time::{Duration, Instant};
 use quayhook::cluster::KubeConnector;
 use quayhook::config::Config;
 use quayhook::handler;
-use quayhook::index::{Index, candidate_urls};
-use quayhook::quay::Push;
+use kargo_match::index::{Index, candidate_urls};
+use kargo_match::quay::Push;
 use quayhook::secrets::SecretsManager;
 use quayhook::state::State;
-use quayhook::token::{SecretString, receiver_token};
-use quayhook::warehouse::WarehouseKey;
+use kargo_match::token::{SecretString, receiver_token};
+use kargo_match::warehouse::WarehouseKey;
 use serde_json::{Value, json};
 
 use support::apiserver::{ApiServer, Fault};

@@ -18,7 +18,7 @@ use quayhook::config::Config;
 use quayhook::handler;
 use quayhook::secrets::SecretsManager;
 use quayhook::state::State;
-use quayhook::token::{SecretString, receiver_token};
+use kargo_match::token::{SecretString, receiver_token};
 use serde_json::{Value, json};
 
 use apiserver::ApiServer;

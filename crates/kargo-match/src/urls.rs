@@ -127,7 +127,7 @@ static NON_PRINTABLE: LazyLock<Regex> = LazyLock::new(|| {
 /// versions can be judged differently; no other divergence is known.
 ///
 /// ```
-/// use quayhook::urls::sanitize;
+/// use kargo_match::urls::sanitize;
 /// assert_eq!(sanitize("\u{feff} https://example.com/\u{200b}repo \n"), "https://example.com/repo");
 /// assert_eq!(sanitize("https://example.com/ myrepo"), "https://example.com/ myrepo");
 /// ```
@@ -168,7 +168,7 @@ const DOCKER_HUB: &str = "index.docker.io";
 /// There is no `oci://` handling (`oci:` parses as a registry) and `https://…` stays as it is.
 ///
 /// ```
-/// use quayhook::urls::normalize_image;
+/// use kargo_match::urls::normalize_image;
 /// assert_eq!(normalize_image("docker.io/library/busybox:1.36").as_str(), "busybox");
 /// assert_eq!(normalize_image(" Quay.io/NS/Repo ").as_str(), "quay.io/ns/repo");
 /// assert_eq!(normalize_image("invalid url").as_str(), "invalid url");
@@ -207,7 +207,7 @@ pub fn normalize_image(s: &str) -> RepoUrl {
 /// `%` escape of an ASCII byte in the host other than `%25`. Non-ASCII host bytes pass.
 ///
 /// ```
-/// use quayhook::urls::normalize_chart;
+/// use kargo_match::urls::normalize_chart;
 /// assert_eq!(normalize_chart("OCI://registry-1.docker.io/example/repo").as_str(), "example/repo");
 /// assert_eq!(normalize_chart("oci://ghcr.io/acme/charts/app").as_str(), "ghcr.io/acme/charts/app");
 /// assert_eq!(normalize_chart("https://example.com/%zz").as_str(), "https://example.com/%zz");
@@ -266,7 +266,7 @@ impl ImageReference {
 /// [`ReferenceError::Image`] when neither form parses.
 ///
 /// ```
-/// use quayhook::urls::parse_image_reference;
+/// use kargo_match::urls::parse_image_reference;
 /// let r = parse_image_reference("busybox:1.36").unwrap();
 /// assert_eq!((r.registry(), r.repository(), r.identifier()), ("index.docker.io", "library/busybox", Some("1.36")));
 /// assert!(parse_image_reference("quay.io/a").is_err());
@@ -439,7 +439,7 @@ static OCI_TAG: LazyLock<Regex> = LazyLock::new(|| {
 /// The `Oci*` variants of [`ReferenceError`], naming the part that failed.
 ///
 /// ```
-/// use quayhook::urls::check_oci_reference;
+/// use kargo_match::urls::check_oci_reference;
 /// assert!(check_oci_reference("ghcr.io/acme/charts/app:1.2.3").is_ok());
 /// assert!(check_oci_reference("ghcr.io/Acme/app").is_err());
 /// assert!(check_oci_reference("app").is_err());

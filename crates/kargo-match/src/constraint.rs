@@ -713,7 +713,7 @@ impl Constraints {
     /// absent constraint as "no constraint" before getting here).
     ///
     /// ```
-    /// use quayhook::constraint::{Constraints, Version};
+    /// use kargo_match::constraint::{Constraints, Version};
     ///
     /// let v = |s| Version::parse(s).unwrap();
     ///
@@ -729,7 +729,7 @@ impl Constraints {
     /// // A prerelease matches only when the AND group itself mentions one.
     /// assert!(!Constraints::parse("^1.0.0")?.check(&v("1.2.3-rc.1")));
     /// assert!(Constraints::parse("^1.0.0-0")?.check(&v("1.2.3-rc.1")));
-    /// # Ok::<(), quayhook::constraint::ConstraintError>(())
+    /// # Ok::<(), kargo_match::constraint::ConstraintError>(())
     /// ```
     ///
     /// # Errors

@@ -76,7 +76,7 @@ impl PayloadError {
 /// [`PayloadError::TooLarge`] when `len > MAX_BODY_BYTES`.
 ///
 /// ```
-/// use quayhook::quay::{check_body_size, MAX_BODY_BYTES};
+/// use kargo_match::quay::{check_body_size, MAX_BODY_BYTES};
 /// assert!(check_body_size(MAX_BODY_BYTES).is_ok());
 /// assert!(check_body_size(MAX_BODY_BYTES + 1).is_err());
 /// ```
@@ -128,7 +128,7 @@ impl Push {
     /// before decoding), else the first [`PayloadError::WrongType`].
     ///
     /// ```
-    /// use quayhook::quay::Push;
+    /// use kargo_match::quay::Push;
     /// let push = Push::parse(br#"{"docker_url": "quay.io/ns/app", "updated_tags": ["v1", null]}"#).unwrap();
     /// assert_eq!(push.docker_url, "quay.io/ns/app");
     /// assert_eq!(push.updated_tags, ["v1", ""]);

@@ -61,7 +61,7 @@ fn digest(project: &str, receiver: &str, secret: &SecretString) -> [u8; 32] {
 /// a cluster-level (ClusterConfig) receiver.
 ///
 /// ```
-/// use quayhook::token::{receiver_token, SecretString};
+/// use kargo_match::token::{receiver_token, SecretString};
 /// let token = receiver_token("kargo-demo", "q-wh-receiver", &SecretString::new("mysecret"));
 /// assert_eq!(token, "3e6315f59f25bc201ec77ebb7818c057c4406a4b58d930f27d651b6af36395a9");
 /// ```
@@ -81,7 +81,7 @@ pub fn receiver_token(project: &str, receiver: &str, secret: &SecretString) -> S
 /// bases can never equal a decoded request path, so they are left out.
 ///
 /// ```
-/// use quayhook::token::receiver_path;
+/// use kargo_match::token::receiver_path;
 /// assert_eq!(receiver_path("", "ab12"), "/quay/ab12");
 /// assert_eq!(receiver_path("/a//b/", "ab12"), "/a/b/quay/ab12");
 /// ```
@@ -106,43 +106,13 @@ pub(crate) fn webhook_path(base_path: &str, receiver_type: &str, token: &str) ->
     joined
 }
 
-/// Go's `path.Join`: non-empty elements joined by `/`, then [`path_clean`]; `""` if all are empty.
+/// Go's `path.Join`: non-empty elements joined by `/`, then [`crate::path::clean`]; `""` if all are empty.
 fn path_join(elems: &[&str]) -> String {
     let parts: Vec<&str> = elems.iter().copied().filter(|e| !e.is_empty()).collect();
     if parts.is_empty() {
         return String::new();
     }
-    path_clean(&parts.join("/"))
-}
-
-/// Go's `path.Clean`.
-fn path_clean(path: &str) -> String {
-    if path.is_empty() {
-        return ".".to_owned();
-    }
-    let rooted = path.starts_with('/');
-    let mut out: Vec<&str> = Vec::new();
-    for segment in path.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                if out.last().is_some_and(|last| *last != "..") {
-                    out.pop();
-                } else if !rooted {
-                    out.push("..");
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    let joined = out.join("/");
-    if rooted {
-        format!("/{joined}")
-    } else if joined.is_empty() {
-        ".".to_owned()
-    } else {
-        joined
-    }
+    crate::path::clean(&parts.join("/"))
 }
 
 /// Why a base URL cannot carry receiver URLs.
@@ -187,7 +157,7 @@ pub enum BaseUrlError {
 /// [`BaseUrlError::InvalidCharacter`] or [`BaseUrlError::InvalidPort`] otherwise.
 ///
 /// ```
-/// use quayhook::token::receiver_url;
+/// use kargo_match::token::receiver_url;
 /// assert_eq!(
 ///     receiver_url("https://hooks.example.com/kargo/", "ab12").unwrap(),
 ///     "https://hooks.example.com/kargo/quay/ab12"
@@ -274,23 +244,13 @@ pub const GENERATED_SECRET_LEN: usize = 32;
 /// Returns `None` when `random` is too short to give that many characters (48 bytes always
 /// suffice unless the encoding is almost all `+` and `/`, which a caller retries).
 pub fn secret_from_random(random: &[u8]) -> Option<SecretString> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(GENERATED_SECRET_LEN);
-    for chunk in random.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let symbols = chunk.len() + 1;
-        for i in 0..symbols {
-            let c = ALPHABET[((n >> (18 - 6 * i)) & 63) as usize];
-            if c != b'+' && c != b'/' && out.len() < GENERATED_SECRET_LEN {
-                out.push(char::from(c));
-            }
-        }
-    }
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(random);
+    let out: String = encoded
+        .chars()
+        .filter(|c| !matches!(c, '=' | '+' | '/'))
+        .take(GENERATED_SECRET_LEN)
+        .collect();
     (out.len() == GENERATED_SECRET_LEN).then(|| SecretString::new(out))
 }
 
@@ -385,7 +345,7 @@ impl TokenSet {
     /// but still walks the whole set.
     ///
     /// ```
-    /// use quayhook::token::{receiver_token, ReceiverId, SecretString, TokenSet};
+    /// use kargo_match::token::{receiver_token, ReceiverId, SecretString, TokenSet};
     /// let id = ReceiverId { project: "demo".into(), receiver: "quay".into() };
     /// let secret = SecretString::new("s3cret");
     /// let mut set = TokenSet::new();
