@@ -8,7 +8,7 @@
 //! Modules in the order a request flows through them:
 //! - [`token`]: receiver path hash, constant-time token verification, redacting secrets.
 //! - [`path`]: Go's `path.Clean`, shared by the receiver path and the base path.
-//! - [`quay`]: the push payload, decoded with Go `encoding/json` semantics; test notifications.
+//! - [`quay`]: the push payload (serde, with the Go `encoding/json` behaviour that matters).
 //! - [`urls`]: image and chart URL normalization (go-containerregistry weak parsing).
 //! - [`constraint`]: Masterminds semver versions and constraints.
 //! - [`warehouse`]: the Warehouse model (Kargo's subscription rules) and the refresh annotation.
