@@ -14,7 +14,9 @@ use kargo_match::index::{Index, candidate_urls};
 use kargo_match::quay::Push;
 use kargo_match::token::{ReceiverId, SecretString, TokenSet, receiver_token};
 use kargo_match::urls::{normalize_chart, normalize_image};
-use kargo_match::warehouse::Warehouse;
+use kargo_match::warehouse::{ListedWarehouse, Warehouse};
+use quayhook_testkit::fixtures::wh;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Quay's documented "Push to Repository" payload.
@@ -43,12 +45,10 @@ fn objects(n: usize) -> Vec<Value> {
                 2 => json!({ "image": { "repoURL": repo, "imageSelectionStrategy": "Digest", "constraint": "latest" } }),
                 _ => json!({ "chart": { "repoURL": format!("oci://{repo}"), "semverConstraint": ">=1.2.0 <2.0.0" } }),
             };
-            json!({
-                "apiVersion": "kargo.akuity.io/v1alpha1",
-                "kind": "Warehouse",
-                "metadata": { "namespace": format!("project-{}", i % 10), "name": format!("wh-{i:05}") },
-                "spec": { "interval": "5m0s", "subscriptions": [sub, { "git": { "repoURL": "https://github.com/org/config.git" } }] }
-            })
+            wh(&format!("project-{}", i % 10), &format!("wh-{i:05}"))
+                .subscription(sub)
+                .subscription(json!({ "git": { "repoURL": "https://github.com/org/config.git" } }))
+                .json()
         })
         .collect()
 }
@@ -125,12 +125,17 @@ fn index(c: &mut Criterion) {
     let mut g = c.benchmark_group("index");
     for n in SIZES {
         let objs = objects(n);
-        g.bench_with_input(BenchmarkId::new("build_from_objects", n), &objs, |b, o| {
-            b.iter(|| black_box(Index::from_objects(o.iter())))
+        // What a list does after the bytes arrive: decode the page, then build.
+        let page = Value::Array(objs.clone()).to_string();
+        g.bench_with_input(BenchmarkId::new("build_from_page", n), &page, |b, p| {
+            b.iter(|| {
+                let listed: Vec<ListedWarehouse> = serde_json::from_str(p).expect("page");
+                black_box(Index::from_listed(listed))
+            })
         });
         let parsed: Vec<Warehouse> = objs
             .iter()
-            .map(|o| Warehouse::from_json(o).expect("warehouse"))
+            .map(|o| Warehouse::deserialize(o).expect("warehouse"))
             .collect();
         g.bench_with_input(BenchmarkId::new("build_from_parsed", n), &parsed, |b, p| {
             b.iter(|| black_box(Index::build(p.clone(), Vec::new())))
@@ -141,7 +146,11 @@ fn index(c: &mut Criterion) {
     // Lookup + selection: what one request does after the payload is decoded.
     let mut g = c.benchmark_group("lookup_select");
     for n in SIZES {
-        let idx = Index::from_objects(&objects(n));
+        let idx = Index::from_listed(
+            objects(n)
+                .iter()
+                .map(|o| ListedWarehouse::deserialize(o).expect("listed")),
+        );
         let push = Push::parse(
             json!({ "docker_url": "quay.io/org/app-0", "updated_tags": ["v1.2.0", "latest"] })
                 .to_string()

@@ -10,14 +10,8 @@
 //! ```
 //!
 //! Everything runs on loopback: moto_server (`make venv`) for Secrets Manager and the local
-//! Kubernetes API server of the test suites (tests/support/apiserver), with injected latency.
+//! Kubernetes API server of the test kit (crates/testkit), with injected latency.
 //! Timings are reported, never asserted.
-
-#[path = "../tests/support/apiserver.rs"]
-mod apiserver;
-#[allow(dead_code)]
-#[path = "../tests/support/moto.rs"]
-mod moto;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -27,7 +21,6 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use apiserver::ApiServer;
 use base64::Engine as _;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
@@ -35,6 +28,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Secret;
+use kargo_match::token::{SecretString, receiver_token};
+use kargo_match::warehouse::{ListedWarehouse, WarehouseKey};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -42,13 +37,13 @@ use quayhook::cluster::{ClusterError, Connector, KubeConnector, WarehouseStore};
 use quayhook::config::Config;
 use quayhook::secrets::SecretsManager;
 use quayhook::state::State;
-use kargo_match::token::{SecretString, receiver_token};
-use kargo_match::warehouse::WarehouseKey;
+use quayhook_testkit::apiserver::ApiServer;
+use quayhook_testkit::events::{event_v2, push};
+use quayhook_testkit::fixtures::{QUAY_REPO, wh};
+use quayhook_testkit::moto;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-
-const QUAY_REPO: &str = "quay.io/mynamespace/repository";
 
 /// Counts live heap bytes (and their peak), for the memory breakdown.
 struct Counting;
@@ -341,7 +336,7 @@ impl<S: WarehouseStore> WarehouseStore for TimedStore<S> {
         &self,
         namespace: Option<&str>,
         page_size: u32,
-    ) -> Result<Vec<Value>, ClusterError> {
+    ) -> Result<Vec<ListedWarehouse>, ClusterError> {
         let start = Instant::now();
         let result = self.inner.list(namespace, page_size).await;
         self.timeline.push(Span {
@@ -379,48 +374,16 @@ async fn timed<T>(timeline: &Timeline, what: &str, fut: impl std::future::Future
 // ---------------------------------------------------------------------------------------------
 // Fixtures.
 
-fn warehouse(ns: &str, name: &str, sub: Value) -> Value {
-    json!({
-        "apiVersion": "kargo.akuity.io/v1alpha1",
-        "kind": "Warehouse",
-        "metadata": { "namespace": ns, "name": name },
-        "spec": { "interval": "5m0s", "subscriptions": [sub] }
-    })
-}
-
-fn push_body(repo: &str, tags: &[&str]) -> String {
-    json!({
-        "repository": "mynamespace/repository",
-        "namespace": "mynamespace",
-        "name": "repository",
-        "docker_url": repo,
-        "homepage": "https://quay.io/repository/mynamespace/repository",
-        "updated_tags": tags,
-    })
-    .to_string()
-}
-
 /// An API Gateway HTTP API (payload v2) event for `POST /quay/{token}`.
 fn event(token: &str, body: &str) -> String {
     let path = format!("/quay/{token}");
-    json!({
-        "version": "2.0",
-        "routeKey": "POST /quay/{token}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": { "content-type": "application/json", "host": "abc123.execute-api.us-east-1.amazonaws.com", "user-agent": "Quay" },
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc123",
-            "http": { "method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "Quay" },
-            "requestId": "bench", "routeKey": "POST /quay/{token}", "stage": "$default",
-            "time": "27/Nov/2026:12:00:00 +0000", "timeEpoch": 1_795_780_800_000u64
-        },
-        "pathParameters": { "token": token },
-        "body": body,
-        "isBase64Encoded": false
-    })
-    .to_string()
+    event_v2(
+        "POST",
+        &path,
+        body.as_bytes(),
+        false,
+        &[("user-agent", "Quay".into())],
+    )
 }
 
 fn unique_prefix(what: &str) -> String {
@@ -628,18 +591,19 @@ async fn roundtrips(out: &Path, reps: usize) -> Result<(), String> {
     let mut objects = Vec::new();
     for (n, ns) in sizes.iter().zip(&namespaces) {
         for i in 0..*n {
-            objects.push(warehouse(
-                ns,
-                &format!("wh-{i:03}"),
-                json!({ "image": { "repoURL": QUAY_REPO } }),
-            ));
+            objects.push(
+                wh(ns, &format!("wh-{i:03}"))
+                    .image(QUAY_REPO, json!({}))
+                    .json(),
+            );
         }
         for i in 0..10 {
-            objects.push(warehouse(
-                ns,
-                &format!("other-{i:02}"),
-                json!({ "image": { "repoURL": format!("quay.io/mynamespace/other-{i}") } }),
-            ));
+            let repo = format!("quay.io/mynamespace/other-{i}");
+            objects.push(
+                wh(ns, &format!("other-{i:02}"))
+                    .image(&repo, json!({}))
+                    .json(),
+            );
         }
         // The Secret Kargo's receiver reads on every request.
         objects.push(json!({
@@ -651,7 +615,7 @@ async fn roundtrips(out: &Path, reps: usize) -> Result<(), String> {
     let stack = Stack::start("rt", &namespaces, objects).await;
     let admin_kubeconfig = stack.api.kubeconfig_yaml(stack.api.admin_token(), None);
     stack.set_latency(LATENCY);
-    let body = push_body(QUAY_REPO, &["v1.2.0"]);
+    let body = push(QUAY_REPO, &["v1.2.0"]);
 
     let mut rows = Vec::new();
     for (n, ns) in sizes.iter().zip(&namespaces) {
@@ -951,7 +915,7 @@ async fn one_cold_start(
         let sent = Instant::now();
         let _ = first
             .reply
-            .send(event(token, &push_body(QUAY_REPO, &["v1.2.0", "latest"])));
+            .send(event(token, &push(QUAY_REPO, &["v1.2.0", "latest"])));
         let posted = tokio::time::timeout(Duration::from_secs(30), posts.recv())
             .await
             .map_err(|_| "no response within 30 s".to_owned())?
@@ -1055,7 +1019,7 @@ fn realistic_warehouses(ns: &str, n: usize) -> Vec<Value> {
                 2 => json!({ "image": { "repoURL": repo, "imageSelectionStrategy": "Digest", "constraint": "latest" } }),
                 _ => json!({ "chart": { "repoURL": format!("oci://{repo}"), "semverConstraint": ">=1.2.0 <2.0.0" } }),
             };
-            warehouse(ns, &format!("wh-{i:05}"), sub)
+            wh(ns, &format!("wh-{i:05}")).subscription(sub).json()
         })
         .collect()
 }
@@ -1130,12 +1094,14 @@ async fn coldstart(bin: &Path, out: &Path, runs: usize) -> Result<(), String> {
 
 /// Where the memory of 10,000 indexed Warehouses goes: live heap bytes (counted by this
 /// binary's allocator) after each step of the binary's prefetch, run through quayhook's own
-/// `KubeStore::list` and `Index::from_objects`.
+/// `KubeStore::list` and `Index::from_listed`.
 async fn memory(out: &Path) -> Result<(), String> {
     let ns = "kargo-demo";
     let n = 10_000;
     let api = ApiServer::start().await;
+    let mut raw_json = 0;
     for w in realistic_warehouses(ns, n) {
+        raw_json += w.to_string().len();
         api.apply(w);
     }
     let kubeconfig = SecretString::new(api.kubeconfig_yaml(api.admin_token(), None));
@@ -1158,19 +1124,19 @@ async fn memory(out: &Path) -> Result<(), String> {
         LIVE.load(std::sync::atomic::Ordering::Relaxed),
         std::sync::atomic::Ordering::Relaxed,
     );
-    let objects = store
+    let listed = store
         .list(Some(ns), config.list_page_size)
         .await
         .map_err(|e| e.to_string())?;
     let after_list = live_mib();
     let peak_list = PEAK.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1_048_576.0;
-    let index = kargo_match::index::Index::from_objects(&objects);
-    let after_index = live_mib();
-    let raw_json: usize = objects.iter().map(|o| o.to_string().len()).sum();
-    drop(objects);
+    // `from_listed` consumes the decoded list: the index is built as the items are dropped.
+    let index = kargo_match::index::Index::from_listed(listed);
     let index_only = live_mib();
     drop(index);
-    // The same Warehouses without their ignore regexes: what compiled regexes cost.
+    // The same Warehouses without their ignore regexes: what compiled regexes cost. Decoding
+    // and `from_listed` consume what they read, so afterwards only the index is alive.
+    let before = live_mib();
     let no_regex: Vec<Value> = realistic_warehouses(ns, n)
         .into_iter()
         .map(|mut w| {
@@ -1183,8 +1149,11 @@ async fn memory(out: &Path) -> Result<(), String> {
             w
         })
         .collect();
-    let before = live_mib();
-    let index = kargo_match::index::Index::from_objects(&no_regex);
+    let no_regex: Vec<ListedWarehouse> = no_regex
+        .into_iter()
+        .map(|w| serde_json::from_value(w).expect("a JSON value always decodes"))
+        .collect();
+    let index = kargo_match::index::Index::from_listed(no_regex);
     let index_no_regex = live_mib() - before;
     drop(index);
     let regex_subscriptions = n / 4;
@@ -1197,7 +1166,6 @@ async fn memory(out: &Path) -> Result<(), String> {
             "listed_values_mib": after_list - base,
             "peak_during_list_mib": peak_list - base,
             "index_mib": index_only - base,
-            "index_while_values_alive_mib": after_index - after_list,
             "index_without_regexes_mib": index_no_regex,
             "regex_subscriptions": regex_subscriptions,
         }),
@@ -1569,11 +1537,11 @@ fn section_coldstart(c: &Value, size: Option<&Value>, memory: Option<&Value>) ->
         s += &format!(
             "\nWhere the memory of {} indexed Warehouses goes (live heap bytes counted by the \
              harness's allocator around quayhook's own `KubeStore::list` and \
-             `Index::from_objects`, `bench-harness memory`, {}): the listed objects as \
-             `serde_json::Value`s {:.1} MiB ({:.1} MiB as JSON text), peak while listing {:.1} MiB; \
+             `Index::from_listed`, `bench-harness memory`, {}): the listed Warehouses, \
+             decoded, {:.1} MiB ({:.1} MiB as JSON text), peak while listing {:.1} MiB; \
              the index {:.1} MiB, of which the {} compiled `ignoreTagsRegexes` account for {:.1} MiB \
-             (the same index without them: {:.1} MiB). During prefetch the values and the index \
-             are alive together, on top of the ~13 MiB baseline of the process.\n",
+             (the same index without them: {:.1} MiB). During prefetch the index is built as the \
+             decoded list is consumed, on top of the ~13 MiB baseline of the process.\n",
             m["warehouses"],
             m["machine"]["date"].as_str().unwrap_or("?"),
             m["listed_values_mib"].as_f64().unwrap_or(f64::NAN),

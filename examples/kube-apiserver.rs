@@ -1,6 +1,6 @@
 //! A local Kubernetes API server for the demo and for trying quayhook by hand.
 //!
-//! Runs the test-support server of `tests/support/apiserver.rs` as a process: HTTPS on
+//! Runs the local API server of the test kit (`crates/testkit/src/apiserver.rs`) as a process: HTTPS on
 //! loopback with a generated CA, objects loaded from seed files, an admin kubeconfig written
 //! out, one line per request on stderr (method, path, status, user; never a header), until
 //! SIGINT or SIGTERM.
@@ -10,15 +10,12 @@
 //!     --kubeconfig .run/kubeconfig --ready-file .run/apiserver.url [--latency-ms 20]
 //! ```
 
-#[path = "../tests/support/apiserver.rs"]
-mod apiserver;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use apiserver::ApiServer;
+use quayhook_testkit::apiserver::ApiServer;
 
 const USAGE: &str = "usage: kube-apiserver [--listen ADDR] [--seed FILE]... [--kubeconfig PATH] \
 [--namespace NS] [--ready-file PATH] [--latency-ms N]

@@ -14,17 +14,12 @@
 //!     --env-file target/run/env.sh --sam-env-file target/run/sam-env.json --ready-file target/run/ready
 //! ```
 
-#[path = "../tests/support/apiserver.rs"]
-mod apiserver;
-#[allow(dead_code)]
-#[path = "../tests/support/moto.rs"]
-mod moto;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use apiserver::ApiServer;
+use quayhook_testkit::apiserver::ApiServer;
+use quayhook_testkit::moto;
 use serde_json::{Value, json};
 
 const RECEIVER_PREFIX: &str = "quayhook/receivers/";

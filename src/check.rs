@@ -12,6 +12,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 
+use crate::cause::Chain;
 use crate::cluster::{KubeConnector, KubeStore, WarehouseStore, client_config};
 use crate::config::{Config, SecretsConfig};
 use kargo_match::index::Index;
@@ -49,7 +50,7 @@ pub async fn run(config: &Config, secrets: &ConfiguredSecrets) -> anyhow::Result
         .await
         .context("cannot read receiver secrets (check secretsmanager:BatchGetSecretValue, ListSecrets and GetSecretValue on them, and kms:Decrypt for a customer-managed key)")?;
     for problem in &fetched.problems {
-        println!("  SKIPPED {problem}");
+        println!("  SKIPPED {}", Chain(problem));
     }
     if fetched.receivers.is_empty() {
         bail!(
@@ -116,8 +117,8 @@ pub async fn run(config: &Config, secrets: &ConfiguredSecrets) -> anyhow::Result
             }
         }
         match store.list(ns, config.list_page_size).await {
-            Ok(objects) => {
-                let index = Index::from_objects(&objects);
+            Ok(listed) => {
+                let index = Index::from_listed(listed);
                 println!(
                     "  {label}: {} warehouse(s), {} subscribed repositories",
                     index.len(),
@@ -133,7 +134,7 @@ pub async fn run(config: &Config, secrets: &ConfiguredSecrets) -> anyhow::Result
                 }
                 print!("{lines}");
             }
-            Err(e) => failures.push(format!("cannot list warehouses in {label}: {e}")),
+            Err(e) => failures.push(format!("cannot list warehouses in {label}: {}", Chain(&e))),
         }
     }
     if !failures.is_empty() {

@@ -1,6 +1,11 @@
 //! The remote cluster: the [`WarehouseStore`] trait (list Warehouses, merge-patch one) and its
 //! `kube` implementation over HTTPS with a bearer token, built in memory from a kubeconfig.
 //!
+//! A list is decoded page by page straight from the response text into [`ListedWarehouse`]s:
+//! the pure core's `Deserialize` reads only names and `spec.subscriptions` and turns a
+//! malformed Warehouse into an unreadable item, so no page is ever held as `DynamicObject`s or
+//! JSON value trees, and one bad Warehouse never fails the list.
+//!
 //! I/O. Errors are classified by HTTP status and transport failure into [`ClusterError`], so
 //! callers decide on variants (404 drops an index entry, 401 re-reads the kubeconfig, 429/5xx
 //! retry), never on message text. Nothing here logs or returns kubeconfig content.
@@ -8,13 +13,17 @@
 use std::future::Future;
 use std::time::Duration;
 
+use kube::Resource;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::{ApiResource, GroupVersionKind, ListMeta, Request};
+use serde::Deserialize;
 use serde_json::Value;
 
 use kargo_match::token::SecretString;
-use kargo_match::warehouse::{GROUP, KIND, PLURAL, VERSION, WarehouseKey};
+
+use crate::cause::Cause;
+use kargo_match::warehouse::{GROUP, KIND, ListedWarehouse, PLURAL, VERSION, WarehouseKey};
 
 /// Why a cluster call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +32,10 @@ pub enum ClusterError {
     /// Returned when the kubeconfig cannot be used; the reason never quotes its content.
     #[error("kubeconfig unusable: {0}")]
     Kubeconfig(String),
+    /// Returned when kube cannot build a client from an accepted kubeconfig (kube's errors
+    /// here name the missing piece, never content).
+    #[error("cannot build a client from the kubeconfig")]
+    Client(#[source] Cause),
     /// Returned on HTTP 401: the token is unknown or expired.
     #[error("the API server rejected the token (401)")]
     Unauthorized,
@@ -47,8 +60,8 @@ pub enum ClusterError {
         message: String,
     },
     /// Returned when the API server cannot be reached or the connection broke.
-    #[error("cannot reach the API server: {0}")]
-    Transport(String),
+    #[error("cannot reach the API server")]
+    Transport(#[source] Cause),
     /// Returned when a call did not finish within its time budget.
     #[error("the API server did not answer in time")]
     Timeout,
@@ -108,29 +121,20 @@ impl From<kube::Error> for ClusterError {
                 },
             },
             // kube's Display of transport errors names the failing layer, not headers or bodies.
-            other => ClusterError::Transport(error_chain(&other)),
+            other => ClusterError::Transport(Cause::new(other)),
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// Lists and refreshes Warehouses in one cluster.
 pub trait WarehouseStore: Send + Sync {
-    /// Lists every Warehouse in `namespace` (all namespaces when `None`) as raw JSON objects,
-    /// following `continue` tokens with pages of `page_size`.
+    /// Lists every Warehouse in `namespace` (all namespaces when `None`), following `continue`
+    /// tokens with pages of `page_size`.
+    ///
+    /// # Returns
+    /// The items in list order, each decoded or, when that one object is malformed,
+    /// [`ListedWarehouse::Unreadable`] with its decode error; a malformed Warehouse never fails
+    /// the list.
     ///
     /// # Errors
     /// The first failing page's [`ClusterError`].
@@ -138,7 +142,7 @@ pub trait WarehouseStore: Send + Sync {
         &self,
         namespace: Option<&str>,
         page_size: u32,
-    ) -> impl Future<Output = Result<Vec<Value>, ClusterError>> + Send;
+    ) -> impl Future<Output = Result<Vec<ListedWarehouse>, ClusterError>> + Send;
 
     /// Applies a JSON merge patch (RFC 7386) to one Warehouse.
     ///
@@ -160,7 +164,7 @@ pub trait Connector: Send + Sync {
     /// Builds a store from kubeconfig text.
     ///
     /// # Errors
-    /// [`ClusterError::Kubeconfig`] when the text cannot be used.
+    /// [`ClusterError::Kubeconfig`] or [`ClusterError::Client`] when the text cannot be used.
     fn connect(
         &self,
         kubeconfig: &SecretString,
@@ -189,11 +193,8 @@ impl KubeStore {
         &self.client
     }
 
-    fn api(&self, namespace: Option<&str>) -> Api<DynamicObject> {
-        match namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &self.resource),
-            None => Api::all_with(self.client.clone(), &self.resource),
-        }
+    fn api(&self, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, &self.resource)
     }
 }
 
@@ -202,15 +203,17 @@ impl WarehouseStore for KubeStore {
         &self,
         namespace: Option<&str>,
         page_size: u32,
-    ) -> Result<Vec<Value>, ClusterError> {
-        let api = self.api(namespace);
+    ) -> Result<Vec<ListedWarehouse>, ClusterError> {
+        let request = Request::new(DynamicObject::url_path(&self.resource, namespace));
         let mut out = Vec::new();
         let mut params = ListParams::default().limit(page_size);
         loop {
-            let page = api.list(&params).await?;
-            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            out.extend(page.items.into_iter().map(slim));
-            match next {
+            let mut req = request.list(&params).map_err(kube::Error::BuildRequest)?;
+            // The same tag `Api::list` sets, for kube's tracing layer.
+            req.extensions_mut().insert("list");
+            let page: Page = self.client.request(req).await?;
+            out.extend(page.items.unwrap_or_default());
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(out),
             }
@@ -218,27 +221,22 @@ impl WarehouseStore for KubeStore {
     }
 
     async fn patch(&self, key: &WarehouseKey, patch: &Value) -> Result<(), ClusterError> {
-        self.api(Some(&key.namespace))
+        self.api(&key.namespace)
             .patch(&key.name, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
         Ok(())
     }
 }
 
-/// Keeps only what the index reads (name, namespace, `spec.subscriptions`): a Warehouse's
-/// status (discovered artifacts), managed fields and the rest of its spec can be far larger,
-/// and a cluster-wide list holds thousands of them at once.
-fn slim(mut item: DynamicObject) -> Value {
-    let subscriptions = item
-        .data
-        .get_mut("spec")
-        .and_then(|spec| spec.get_mut("subscriptions"))
-        .map(Value::take)
-        .unwrap_or(Value::Null);
-    serde_json::json!({
-        "metadata": { "name": item.metadata.name, "namespace": item.metadata.namespace },
-        "spec": { "subscriptions": subscriptions },
-    })
+/// One page of a Warehouse list (`WarehouseList`): the `continue` token and the items, each
+/// decoded by [`ListedWarehouse`]'s `Deserialize`; `apiVersion`, `kind` and the rest are
+/// skipped.
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    metadata: ListMeta,
+    #[serde(default)]
+    items: Option<Vec<ListedWarehouse>>,
 }
 
 /// Builds [`KubeStore`]s from kubeconfig text with quayhook's timeouts.
@@ -266,9 +264,8 @@ impl Connector for KubeConnector {
 
     async fn connect(&self, kubeconfig: &SecretString) -> Result<KubeStore, ClusterError> {
         let config = client_config(kubeconfig, self.connect_timeout, self.read_timeout).await?;
-        let client = kube::Client::try_from(config).map_err(|e| {
-            ClusterError::Kubeconfig(format!("cannot build a client: {}", error_chain(&e)))
-        })?;
+        let client =
+            kube::Client::try_from(config).map_err(|e| ClusterError::Client(Cause::new(e)))?;
         Ok(KubeStore::new(client))
     }
 }
@@ -281,7 +278,8 @@ impl Connector for KubeConnector {
 /// kubeconfig from a secret must not run programs).
 ///
 /// # Errors
-/// [`ClusterError::Kubeconfig`] with a reason that names fields, never values.
+/// [`ClusterError::Kubeconfig`] with a reason that names fields, never values, or
+/// [`ClusterError::Client`] when kube refuses the accepted kubeconfig.
 pub async fn client_config(
     kubeconfig: &SecretString,
     connect_timeout: Duration,
@@ -326,11 +324,9 @@ pub async fn client_config(
     }
     let mut config = kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
         .await
-        .map_err(|e| {
-            // kube's messages for these variants name the missing piece, not content; parse
-            // errors (which could quote content) were handled above.
-            ClusterError::Kubeconfig(e.to_string())
-        })?;
+        // kube's messages for these variants name the missing piece, not content; parse
+        // errors (which could quote content) were handled above.
+        .map_err(|e| ClusterError::Client(Cause::new(e)))?;
     config.connect_timeout = Some(connect_timeout);
     config.read_timeout = Some(read_timeout);
     config.write_timeout = Some(read_timeout);
@@ -391,24 +387,6 @@ mod tests {
     }
 
     #[test]
-    fn listed_objects_keep_only_what_the_index_reads() {
-        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
-            "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Warehouse",
-            "metadata": {"name": "w", "namespace": "p", "managedFields": [{"manager": "kubectl"}]},
-            "spec": {"interval": "5m0s", "subscriptions": [{"image": {"repoURL": "quay.io/a/b"}}]},
-            "status": {"discoveredArtifacts": {"images": [{"tag": "v1"}]}}
-        }))
-        .unwrap();
-        assert_eq!(
-            slim(obj),
-            serde_json::json!({
-                "metadata": {"name": "w", "namespace": "p"},
-                "spec": {"subscriptions": [{"image": {"repoURL": "quay.io/a/b"}}]}
-            })
-        );
-    }
-
-    #[test]
     fn transient_errors_are_429_5xx_transport_and_timeouts() {
         assert!(ClusterError::Throttled { retry_after: None }.is_transient());
         assert!(
@@ -418,7 +396,7 @@ mod tests {
             }
             .is_transient()
         );
-        assert!(ClusterError::Transport("reset".into()).is_transient());
+        assert!(ClusterError::Transport(Cause::new("reset")).is_transient());
         assert!(ClusterError::Timeout.is_transient());
         assert!(!ClusterError::NotFound.is_transient());
         assert!(!ClusterError::Unauthorized.is_transient());
@@ -457,5 +435,253 @@ mod tests {
             }
         );
         assert_eq!(status(500).status(), Some(500));
+    }
+
+    /// Exact request shapes against a mock API server, in the manner of controller-rs's
+    /// `ApiServerVerifier`: the test plays the server's side of each exchange, in order.
+    mod requests {
+        use super::*;
+        use http::{Method, Response, header};
+        use kube::client::Body;
+        use serde_json::json;
+        use std::time::SystemTime;
+
+        type Handle = tower_test::mock::Handle<http::Request<Body>, Response<Body>>;
+
+        fn store() -> (KubeStore, Handle) {
+            let (service, handle) = tower_test::mock::pair::<http::Request<Body>, Response<Body>>();
+            (
+                KubeStore::new(kube::Client::new(service, "default")),
+                handle,
+            )
+        }
+
+        /// What the store sent in one exchange.
+        struct Sent {
+            headers: http::HeaderMap,
+            body: Vec<u8>,
+        }
+
+        /// Serves the next exchange: asserts the request's method and URI (path and query),
+        /// answers `status` with the JSON `reply`, and returns the request's headers and body.
+        async fn serve(
+            handle: &mut Handle,
+            method: Method,
+            uri: &str,
+            status: u16,
+            reply: serde_json::Value,
+        ) -> Sent {
+            let (request, send) = handle.next_request().await.expect("no request was sent");
+            assert_eq!(request.method(), method);
+            assert_eq!(request.uri().to_string(), uri);
+            let headers = request.headers().clone();
+            let body = request.into_body().collect_bytes().await.unwrap().to_vec();
+            send.send_response(
+                Response::builder()
+                    .status(status)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+            Sent { headers, body }
+        }
+
+        /// Runs the store's call and the server's side together, failing instead of hanging.
+        async fn exchange<T>(
+            client: impl Future<Output = T>,
+            server: impl Future<Output = ()>,
+        ) -> T {
+            let both = async { tokio::join!(client, server).0 };
+            tokio::time::timeout(Duration::from_secs(5), both)
+                .await
+                .expect("the exchange did not finish")
+        }
+
+        fn warehouse(ns: &str, name: &str, subscriptions: serde_json::Value) -> serde_json::Value {
+            json!({
+                "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Warehouse",
+                "metadata": {"namespace": ns, "name": name, "resourceVersion": "1",
+                             "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]},
+                "spec": {"interval": "5m0s", "subscriptions": subscriptions},
+                "status": {"discoveredArtifacts": {"images": [{"repoURL": "quay.io/a/b"}]}}
+            })
+        }
+
+        fn list_page(continue_: Option<&str>, items: Vec<serde_json::Value>) -> serde_json::Value {
+            let mut metadata = json!({"resourceVersion": "42"});
+            if let Some(token) = continue_ {
+                metadata["continue"] = json!(token);
+            }
+            json!({
+                "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "WarehouseList",
+                "metadata": metadata, "items": items
+            })
+        }
+
+        fn status(code: u16, reason: &str, details: serde_json::Value) -> serde_json::Value {
+            json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("{reason} (test)"), "reason": reason, "details": details,
+                "code": code
+            })
+        }
+
+        const PROJECT: &str = "/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/warehouses";
+        // kube's request builder starts every query with `&` (`…/warehouses?&limit=2`), as
+        // `Api::list` does; the API server ignores the empty pair.
+
+        #[tokio::test]
+        async fn list_pages_with_limit_then_continue_and_decodes_each_item() {
+            let (store, mut handle) = store();
+            let image = json!([{"image": {"repoURL": "quay.io/a/b"}}]);
+            let server = async {
+                serve(
+                    &mut handle,
+                    Method::GET,
+                    &format!("{PROJECT}?&limit=2"),
+                    200,
+                    list_page(
+                        Some("tok/en=1"),
+                        vec![
+                            warehouse("kargo-demo", "a", image.clone()),
+                            warehouse("kargo-demo", "broken", json!({"image": {}})),
+                        ],
+                    ),
+                )
+                .await;
+                serve(
+                    &mut handle,
+                    Method::GET,
+                    &format!("{PROJECT}?&limit=2&continue=tok%2Fen%3D1"),
+                    200,
+                    list_page(Some(""), vec![warehouse("kargo-demo", "c", json!(null))]),
+                )
+                .await;
+            };
+            let listed = exchange(store.list(Some("kargo-demo"), 2), server)
+                .await
+                .unwrap();
+            assert_eq!(listed.len(), 3, "an empty continue token ends the list");
+            assert!(
+                matches!(&listed[0], ListedWarehouse::Readable(w) if w.key == WarehouseKey::new("kargo-demo", "a") && w.subscriptions.len() == 1)
+            );
+            assert_eq!(
+                listed[1],
+                ListedWarehouse::Unreadable {
+                    namespace: Some("kargo-demo".into()),
+                    name: Some("broken".into()),
+                    error: kargo_match::warehouse::WarehouseError::SubscriptionsNotList,
+                }
+            );
+            assert!(
+                matches!(&listed[2], ListedWarehouse::Readable(w) if w.key.name == "c" && w.subscriptions.is_empty())
+            );
+        }
+
+        #[tokio::test]
+        async fn a_cluster_wide_list_uses_the_all_namespaces_path() {
+            let (store, mut handle) = store();
+            let server = async {
+                serve(
+                    &mut handle,
+                    Method::GET,
+                    "/apis/kargo.akuity.io/v1alpha1/warehouses?&limit=500",
+                    200,
+                    list_page(None, vec![warehouse("p", "w", json!([]))]),
+                )
+                .await;
+            };
+            let listed = exchange(store.list(None, 500), server).await.unwrap();
+            assert!(
+                matches!(&listed[..], [ListedWarehouse::Readable(w)] if w.key == WarehouseKey::new("p", "w"))
+            );
+        }
+
+        #[tokio::test]
+        async fn a_list_with_null_items_is_empty() {
+            let (store, mut handle) = store();
+            let server = async {
+                let page = json!({"kind": "WarehouseList", "metadata": {}, "items": null});
+                serve(
+                    &mut handle,
+                    Method::GET,
+                    &format!("{PROJECT}?&limit=5"),
+                    200,
+                    page,
+                )
+                .await;
+            };
+            let listed = exchange(store.list(Some("kargo-demo"), 5), server).await;
+            assert_eq!(listed, Ok(Vec::new()));
+        }
+
+        #[tokio::test]
+        async fn patch_sends_the_merge_patch_to_the_warehouse() {
+            let (store, mut handle) = store();
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_787_334_701);
+            let patch = kargo_match::warehouse::refresh_patch(now);
+            let server = async {
+                let sent = serve(
+                    &mut handle,
+                    Method::PATCH,
+                    &format!("{PROJECT}/w?"),
+                    200,
+                    warehouse("kargo-demo", "w", json!([])),
+                )
+                .await;
+                assert_eq!(
+                    sent.headers.get(header::CONTENT_TYPE).unwrap(),
+                    "application/merge-patch+json"
+                );
+                assert_eq!(
+                    String::from_utf8(sent.body).unwrap(),
+                    r#"{"metadata":{"annotations":{"kargo.akuity.io/refresh":"2026-08-21T17:51:41Z"}}}"#
+                );
+            };
+            let key = WarehouseKey::new("kargo-demo", "w");
+            exchange(store.patch(&key, &patch), server).await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn a_404_status_is_not_found() {
+            let (store, mut handle) = store();
+            let server = async {
+                let details = json!({"name": "w", "group": GROUP, "kind": PLURAL});
+                serve(
+                    &mut handle,
+                    Method::PATCH,
+                    &format!("{PROJECT}/w?"),
+                    404,
+                    status(404, "NotFound", details),
+                )
+                .await;
+            };
+            let key = WarehouseKey::new("kargo-demo", "w");
+            let patched = exchange(store.patch(&key, &json!({})), server).await;
+            assert_eq!(patched, Err(ClusterError::NotFound));
+        }
+
+        #[tokio::test]
+        async fn a_429_status_is_throttled_with_its_retry_after() {
+            let (store, mut handle) = store();
+            let server = async {
+                let details = json!({"causes": [{"message": "slow down"}], "retryAfterSeconds": 3});
+                serve(
+                    &mut handle,
+                    Method::GET,
+                    &format!("{PROJECT}?&limit=10"),
+                    429,
+                    status(429, "TooManyRequests", details),
+                )
+                .await;
+            };
+            let listed = exchange(store.list(Some("kargo-demo"), 10), server).await;
+            assert_eq!(
+                listed,
+                Err(ClusterError::Throttled {
+                    retry_after: Some(Duration::from_secs(3))
+                })
+            );
+        }
     }
 }

@@ -91,7 +91,7 @@ where
         if wait + ANSWER_MARGIN >= budget.remaining() {
             return Err(err);
         }
-        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, cause = %err, "retrying cluster call");
+        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, cause = %crate::cause::Chain(&err), "retrying cluster call");
         tokio::time::sleep(wait).await;
     }
 }
@@ -157,7 +157,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let result: Result<(), _> = retrying(&Budget::new(Duration::from_secs(8)), 2, || async {
             calls.fetch_add(1, Ordering::SeqCst);
-            Err(ClusterError::Transport("reset".into()))
+            Err(ClusterError::Transport(crate::cause::Cause::new("reset")))
         })
         .await;
         assert!(matches!(result, Err(ClusterError::Transport(_))));

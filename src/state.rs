@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::cause::Chain;
 use crate::cluster::{ClusterError, Connector, WarehouseStore};
 use crate::config::Config;
 use kargo_match::index::Index;
@@ -93,7 +94,7 @@ impl<S: SecretSource, C: Connector> State<S, C> {
         let scopes = match self.fetch_receivers().await {
             Ok(cache) => cache.scopes.clone(),
             Err(e) => {
-                tracing::warn!(cause = %e, "prefetch: receiver secrets unavailable");
+                tracing::warn!(cause = %Chain(&e), "prefetch: receiver secrets unavailable");
                 return;
             }
         };
@@ -103,7 +104,7 @@ impl<S: SecretSource, C: Connector> State<S, C> {
             .map(|scope| self.index(scope.as_deref(), &[], &budget));
         for (scope, result) in scopes.iter().zip(futures::future::join_all(lists).await) {
             if let Err(e) = result {
-                tracing::warn!(scope = scope.as_deref().unwrap_or("*"), cause = %e, "prefetch: cannot list warehouses");
+                tracing::warn!(scope = scope.as_deref().unwrap_or("*"), cause = %Chain(&e), "prefetch: cannot list warehouses");
             }
         }
         tracing::info!(
@@ -119,7 +120,7 @@ impl<S: SecretSource, C: Connector> State<S, C> {
             problems,
         } = self.secrets.receivers().await?;
         for problem in &problems {
-            tracing::warn!(cause = %problem, "receiver secret skipped");
+            tracing::warn!(cause = %Chain(problem), "receiver secret skipped");
         }
         let mut tokens = TokenSet::new();
         let mut scopes: Vec<Scope> = Vec::new();
@@ -169,7 +170,7 @@ impl<S: SecretSource, C: Connector> State<S, C> {
                 Ok(c) => c,
                 Err(e) => match stale {
                     Some(c) => {
-                        tracing::warn!(cause = %e, "receiver secrets unavailable; using the expired cache");
+                        tracing::warn!(cause = %Chain(&e), "receiver secrets unavailable; using the expired cache");
                         c
                     }
                     None => return Err(e),
@@ -297,13 +298,13 @@ impl<S: SecretSource, C: Connector> State<S, C> {
         }
         let page = self.config.list_page_size;
         let started = std::time::Instant::now();
-        let objects = self
+        let listed = self
             .with_store(
                 budget,
                 |store| async move { store.list(namespace, page).await },
             )
             .await?;
-        let index = Arc::new(Index::from_objects(&objects));
+        let index = Arc::new(Index::from_listed(listed));
         for u in index.unreadable() {
             tracing::warn!(warehouse = %u.name, cause = %u.error, "warehouse not indexed");
         }

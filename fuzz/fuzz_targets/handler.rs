@@ -1,27 +1,25 @@
 //! The whole handler given an arbitrary event: an API Gateway event built from arbitrary
 //! method, path, headers and body (often a well-formed push with a valid token, so the fuzzer
-//! reaches selection and patches), answered by `handler::handle` over in-memory secrets and an
-//! in-memory cluster whose calls fail as the input says. Time is paused (retries and budgets
-//! run instantly).
+//! reaches selection and patches), answered by `handler::handle` over the test kit's in-memory
+//! secrets and cluster (`quayhook_testkit::fakes`), whose calls fail as the input says. Time
+//! is paused (retries and budgets run instantly).
 //!
 //! Checked on every answer: a status from the handler's table, a JSON body ending in a newline,
 //! a 500 only when a Warehouse refresh failed, and no secret or token in the body.
 #![no_main]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
-use base64::Engine as _;
-use libfuzzer_sys::fuzz_target;
-use quayhook::cluster::{ClusterError, Connector, WarehouseStore};
-use quayhook::config::Config;
-use quayhook::handler;
-use quayhook::secrets::{ReceiverSecret, Receivers, SecretSource, SecretsError};
-use quayhook::state::State;
 use kargo_match::token::{SecretString, receiver_token};
-use kargo_match::warehouse::WarehouseKey;
+use libfuzzer_sys::fuzz_target;
+use quayhook::cluster::ClusterError;
+use quayhook::handler;
+use quayhook::secrets::SecretsError;
+use quayhook::state::State;
+use quayhook_testkit::events::event_v2;
+use quayhook_testkit::fakes::{self, FakeCluster, FakeSecrets, Step};
+use quayhook_testkit::fixtures::wh;
 use serde_json::{Value, json};
 
 const SECRET: &str = "fuzz-secret-current";
@@ -79,49 +77,6 @@ struct Input<'a> {
     max_attempts: u8,
 }
 
-struct Secrets {
-    fail: bool,
-    kubeconfig_fails: bool,
-}
-
-impl SecretSource for Secrets {
-    async fn receivers(&self) -> Result<Receivers, SecretsError> {
-        if self.fail {
-            return Err(SecretsError::Unavailable(quayhook::cause::Cause::new("injected")));
-        }
-        let receiver = |project: &str, secret: &str, previous: Option<&str>| ReceiverSecret {
-            source: format!("fuzz/{project}"),
-            project: project.into(),
-            receiver: "quay".into(),
-            secret: SecretString::new(secret),
-            previous_secret: previous.map(SecretString::new),
-        };
-        Ok(Receivers {
-            receivers: vec![
-                receiver(NS, SECRET, Some(PREVIOUS)),
-                receiver("", CLUSTER_SECRET, None),
-            ],
-            problems: Vec::new(),
-        })
-    }
-
-    async fn kubeconfig(&self) -> Result<SecretString, SecretsError> {
-        if self.kubeconfig_fails {
-            Err(SecretsError::NotFound("fuzz/kubeconfig".into()))
-        } else {
-            Ok(SecretString::new("in-memory"))
-        }
-    }
-}
-
-struct Cluster {
-    objects: Vec<Value>,
-    list_failures: Mutex<u8>,
-    outcomes: Vec<u8>,
-}
-
-struct Store(Arc<Cluster>, AtomicUsize);
-
 fn failure(code: u8) -> Option<ClusterError> {
     match code % 10 {
         0..=2 => None,
@@ -135,106 +90,67 @@ fn failure(code: u8) -> Option<ClusterError> {
             retry_after: Some(Duration::from_secs(1)),
         }),
         7 => Some(ClusterError::Forbidden("injected".into())),
-        8 => Some(ClusterError::Transport("injected".into())),
+        8 => Some(ClusterError::Transport(quayhook::cause::Cause::new(
+            "injected",
+        ))),
         _ => Some(ClusterError::Timeout),
     }
 }
 
-impl WarehouseStore for Store {
-    async fn list(
-        &self,
-        namespace: Option<&str>,
-        _page_size: u32,
-    ) -> Result<Vec<Value>, ClusterError> {
-        {
-            let mut left = self
-                .0
-                .list_failures
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if *left > 0 {
-                *left -= 1;
-                return Err(failure(*left).unwrap_or(ClusterError::Timeout));
-            }
+/// The receivers: one project receiver with a previous secret, one cluster-level receiver.
+fn secrets(input: &Input<'_>) -> FakeSecrets {
+    let secrets = FakeSecrets::new();
+    secrets.add(NS, "quay", SECRET, Some(PREVIOUS));
+    secrets.add("", "quay", CLUSTER_SECRET, None);
+    if input.secrets_fail {
+        secrets
+            .on_receivers()
+            .always(Step::fail(fakes::unavailable()));
+    }
+    if input.kubeconfig_fails {
+        let missing = SecretsError::NotFound("fuzz/kubeconfig".into());
+        secrets.on_kubeconfig().always(Step::fail(missing));
+    }
+    secrets
+}
+
+/// The Warehouses (one per subscription shape, plus the input's own objects), and the list and
+/// patch failures the input asks for.
+fn cluster(input: &Input<'_>) -> FakeCluster {
+    let cluster = FakeCluster::new()
+        .with(wh(NS, "any").image(REPOS[0], json!({})))
+        .with(wh(NS, "v1").image(REPOS[0], json!({ "constraint": "^1.0.0" })))
+        .with(wh(NS, "lexical").image(
+            REPOS[0],
+            json!({ "imageSelectionStrategy": "Lexical", "ignoreTagsRegexes": ["-rc"] }),
+        ))
+        .with(wh(NS, "digest").image(
+            REPOS[0],
+            json!({ "imageSelectionStrategy": "Digest", "constraint": "latest" }),
+        ))
+        .with(wh(NS, "chart").chart(&format!("oci://{}", REPOS[1]), "^0.3.0"))
+        .with(wh(NS, "bad").image(REPOS[0], json!({ "allowTags": "x" })))
+        .with(wh(NS, "nginx").image(REPOS[2], json!({})))
+        .with(wh("other", "elsewhere").image(REPOS[0], json!({})));
+    for text in &input.extra_warehouses {
+        if let Ok(object) = serde_json::from_str::<Value>(text) {
+            cluster.apply(object);
         }
-        Ok(self
-            .0
-            .objects
+    }
+    for _ in 0..input.list_failures % 4 {
+        cluster.on_list().then(Step::fail(ClusterError::Timeout));
+    }
+    cluster.on_patch().then_all(
+        input
+            .patch_outcomes
             .iter()
-            .filter(|o| {
-                namespace.is_none_or(|ns| o.pointer("/metadata/namespace") == Some(&json!(ns)))
-            })
-            .cloned()
-            .collect())
-    }
-
-    async fn patch(&self, _key: &WarehouseKey, _patch: &Value) -> Result<(), ClusterError> {
-        let call = self.1.fetch_add(1, Ordering::SeqCst);
-        match self.0.outcomes.get(call).copied().and_then(failure) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-struct Connect(Arc<Cluster>);
-
-impl Connector for Connect {
-    type Store = Store;
-
-    async fn connect(&self, _kubeconfig: &SecretString) -> Result<Store, ClusterError> {
-        Ok(Store(Arc::clone(&self.0), AtomicUsize::new(0)))
-    }
-}
-
-fn warehouses(extra: &[&str]) -> Vec<Value> {
-    let wh = |name: &str, ns: &str, sub: Value| {
-        json!({
-            "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Warehouse",
-            "metadata": { "namespace": ns, "name": name },
-            "spec": { "subscriptions": [sub] }
-        })
-    };
-    let mut out = vec![
-        wh("any", NS, json!({ "image": { "repoURL": REPOS[0] } })),
-        wh(
-            "v1",
-            NS,
-            json!({ "image": { "repoURL": REPOS[0], "constraint": "^1.0.0" } }),
-        ),
-        wh(
-            "lexical",
-            NS,
-            json!({ "image": { "repoURL": REPOS[0], "imageSelectionStrategy": "Lexical", "ignoreTagsRegexes": ["-rc"] } }),
-        ),
-        wh(
-            "digest",
-            NS,
-            json!({ "image": { "repoURL": REPOS[0], "imageSelectionStrategy": "Digest", "constraint": "latest" } }),
-        ),
-        wh(
-            "chart",
-            NS,
-            json!({ "chart": { "repoURL": format!("oci://{}", REPOS[1]), "semverConstraint": "^0.3.0" } }),
-        ),
-        wh(
-            "bad",
-            NS,
-            json!({ "image": { "repoURL": REPOS[0], "allowTags": "x" } }),
-        ),
-        wh("nginx", NS, json!({ "image": { "repoURL": REPOS[2] } })),
-        wh(
-            "elsewhere",
-            "other",
-            json!({ "image": { "repoURL": REPOS[0] } }),
-        ),
-    ];
-    out.extend(extra.iter().filter_map(|t| serde_json::from_str(t).ok()));
-    out
+            .map(|code| failure(*code).map_or_else(Step::pass, Step::fail)),
+    );
+    cluster
 }
 
 /// The event, and the body bytes in it (before any base64 encoding).
-fn event(input: &Input<'_>) -> (Value, Vec<u8>) {
+fn event(input: &Input<'_>) -> (String, Vec<u8>) {
     let token =
         |project: &str, secret: &str| receiver_token(project, "quay", &SecretString::new(secret));
     let path = match &input.path {
@@ -270,45 +186,23 @@ fn event(input: &Input<'_>) -> (Value, Vec<u8>) {
         Method::Get => "GET",
         Method::Other(m) => m,
     };
-    let mut headers = serde_json::Map::new();
-    headers.insert("content-type".into(), json!("application/json"));
-    headers.insert(
-        "host".into(),
-        json!("abc123.execute-api.us-east-1.amazonaws.com"),
-    );
-    headers.insert("x-forwarded-proto".into(), json!("https"));
     // `host` and `x-forwarded-proto` are API Gateway's own (lambda_http builds the request URI
     // from them and panics on an invalid one), so the client controls every header but those.
+    let mut headers: Vec<(String, String)> = vec![("x-forwarded-proto".into(), "https".into())];
     for (k, v) in &input.headers {
         let k = k.to_ascii_lowercase();
         if k != "host" && k != "x-forwarded-proto" {
-            headers.insert(k, json!(v));
+            headers.push((k, (*v).to_owned()));
         }
     }
     if let Some(cl) = input.content_length {
-        headers.insert("content-length".into(), json!(cl));
+        headers.push(("content-length".into(), cl.to_owned()));
     }
-    let body_text = if input.base64 {
-        base64::engine::general_purpose::STANDARD.encode(&body)
-    } else {
-        String::from_utf8_lossy(&body).into_owned()
-    };
-    let event = json!({
-        "version": "2.0",
-        "routeKey": "POST /quay/{token}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc123",
-            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "Quay" },
-            "requestId": "fuzz", "routeKey": "POST /quay/{token}", "stage": "$default",
-            "time": "27/Nov/2026:12:00:00 +0000", "timeEpoch": 1_795_780_800_000u64
-        },
-        "body": body_text,
-        "isBase64Encoded": input.base64
-    });
+    let headers: Vec<(&str, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let event = event_v2(method, &path, &body, input.base64, &headers);
     (event, body)
 }
 
@@ -365,8 +259,7 @@ thread_local! {
 }
 
 fuzz_target!(|input: Input| {
-    let (event, body) = event(&input);
-    let text = event.to_string();
+    let (text, body) = event(&input);
     let Ok(req) = lambda_http::request::from_str(&text) else {
         return;
     };
@@ -376,27 +269,11 @@ fuzz_target!(|input: Input| {
         input.extra_warehouses.concat()
     );
     let attempts = (input.max_attempts % 4 + 1).to_string();
-    let config = Config::from_lookup(|k| match k {
-        "QUAYHOOK_RECEIVER_SECRET_IDS" => Some("fuzz/receiver".into()),
-        "QUAYHOOK_KUBECONFIG_SECRET_ID" => Some("fuzz/kubeconfig".into()),
-        "QUAYHOOK_MAX_ATTEMPTS" => Some(attempts.clone()),
-        "QUAYHOOK_PATCH_CONCURRENCY" => Some("4".into()),
-        _ => None,
-    })
-    .expect("config");
-    let cluster = Arc::new(Cluster {
-        objects: warehouses(&input.extra_warehouses),
-        list_failures: Mutex::new(input.list_failures % 4),
-        outcomes: input.patch_outcomes.clone(),
-    });
-    let state = State::new(
-        config,
-        Secrets {
-            fail: input.secrets_fail,
-            kubeconfig_fails: input.kubeconfig_fails,
-        },
-        Connect(cluster),
-    );
+    let config = fakes::config(&[
+        ("QUAYHOOK_MAX_ATTEMPTS", &attempts),
+        ("QUAYHOOK_PATCH_CONCURRENCY", "4"),
+    ]);
+    let state = State::new(config, secrets(&input), cluster(&input));
     let response = RUNTIME.with(|rt| rt.block_on(handler::handle(&state, req)));
     check(response.status().as_u16(), response.body().as_ref(), &sent);
 });

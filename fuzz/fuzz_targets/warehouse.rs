@@ -1,12 +1,13 @@
-//! The Warehouse model parser and everything built on it: any JSON document (an object or a
-//! list of objects) parsed as Warehouses, indexed with its selectors compiled (Go regexes,
-//! semver constraints), then planned against an arbitrary push.
+//! The Warehouse model decoder and everything built on it: any JSON document (an object or a
+//! list of objects) decoded as listed Warehouses, from the text and from a parsed value, then
+//! indexed with its selectors compiled (Go regexes, semver constraints) and planned against an
+//! arbitrary push.
 #![no_main]
 
 use arbitrary::Arbitrary;
-use libfuzzer_sys::fuzz_target;
 use kargo_match::index::{Index, candidate_urls};
-use kargo_match::warehouse::Warehouse;
+use kargo_match::warehouse::ListedWarehouse;
+use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
@@ -24,10 +25,23 @@ fuzz_target!(|input: Input| {
         serde_json::Value::Array(items) => items,
         other => vec![other],
     };
-    for obj in &objects {
-        let _ = Warehouse::from_json(obj);
-    }
-    let index = Index::from_objects(&objects);
+    // Any JSON value decodes as a list item (a bad object is an unreadable item, not an
+    // error), and streaming the text decodes exactly what decoding the parsed value does.
+    let listed: Vec<ListedWarehouse> = objects
+        .iter()
+        .map(|o| serde_json::from_value(o.clone()).expect("a JSON value always decodes"))
+        .collect();
+    let streamed = if input.json.trim_ascii_start().starts_with(b"[") {
+        serde_json::from_slice::<Vec<ListedWarehouse>>(input.json)
+    } else {
+        serde_json::from_slice::<ListedWarehouse>(input.json).map(|item| vec![item])
+    };
+    assert_eq!(
+        streamed.expect("valid JSON always decodes"),
+        listed,
+        "text and value decode alike"
+    );
+    let index = Index::from_listed(listed);
     let _ = index.urls();
     let mut tags: Vec<String> = input
         .tags

@@ -12,9 +12,6 @@
 //! the resulting kubeconfig and a receiver secret in Secrets Manager (moto), and drives the
 //! Lambda handler. It deletes the namespace at the end without waiting for it to go away.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 use std::collections::HashMap;
 
 use base64::Engine as _;
@@ -22,6 +19,7 @@ use futures::FutureExt as _;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kargo_match::token::{SecretString, receiver_token};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
@@ -29,11 +27,13 @@ use quayhook::cluster::KubeConnector;
 use quayhook::config::Config;
 use quayhook::secrets::SecretsManager;
 use quayhook::state::State;
-use kargo_match::token::{SecretString, receiver_token};
 use serde_json::{Value, json};
 
-use support::apiserver::ApiServer;
-use support::{QUAY_REPO, deliver, moto, push, wh};
+use quayhook_testkit::apiserver::ApiServer;
+use quayhook_testkit::events::push;
+use quayhook_testkit::fixtures::{QUAY_REPO, wh};
+use quayhook_testkit::harness::deliver;
+use quayhook_testkit::{logs, moto};
 
 struct Cluster {
     client: kube::Client,
@@ -320,7 +320,7 @@ async fn scenarios(client: &kube::Client, config: &kube::Config, ns: &str, prefi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn end_to_end_against_a_cluster() {
-    support::logs::install();
+    logs::install();
     let Cluster {
         client,
         config,
@@ -341,7 +341,7 @@ async fn end_to_end_against_a_cluster() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
-    let logs = support::logs::snapshot();
+    let logs = logs::snapshot();
     for secret in ["e2e-s3cret", "e2e-other"] {
         assert!(!logs.contains(secret), "a receiver secret was logged");
     }

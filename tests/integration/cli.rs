@@ -6,7 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{Harness, QUAY_REPO, Setup, wh};
+use quayhook_testkit::fixtures::{QUAY_REPO, wh};
+use quayhook_testkit::harness::{Harness, Setup};
 
 fn quayhook(h: &Harness, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quayhook"));

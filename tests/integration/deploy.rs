@@ -7,7 +7,9 @@ use std::process::{Command, Output};
 
 use serde_json::json;
 
-use crate::support::{Harness, QUAY_REPO, Setup, push, wh};
+use quayhook_testkit::events::push;
+use quayhook_testkit::fixtures::{QUAY_REPO, wh};
+use quayhook_testkit::harness::{Harness, Setup};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::support::{Harness, Setup};
+use quayhook_testkit::harness::{Harness, Setup};
 
 /// What each recorded event must produce: status and the refreshed Warehouses.
 const EXPECTED: &[(&str, u16, &[&str])] = &[

@@ -3,9 +3,6 @@
 //! through the Lambda handler with API Gateway events. One test binary (ripgrep-style), so the
 //! heavy dependency graph links once.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod cli;
 mod deploy;
 mod events;

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::apiserver::Fault;
+use quayhook_testkit::apiserver::Fault;
 use std::sync::atomic::Ordering::SeqCst;
 
-use crate::support::{Harness, QUAY_REPO, Setup, deliver, event_v2, push, wh};
+use quayhook_testkit::events::{event_v2, push};
+use quayhook_testkit::fixtures::{QUAY_REPO, wh};
+use quayhook_testkit::harness::{Harness, Setup, deliver};
 
 const NS: &str = "kargo-demo";
 
@@ -627,7 +629,7 @@ async fn secrets_manager_down_without_a_cache_is_503() {
         .local_addr()
         .unwrap();
     let dead = quayhook::secrets::SecretsManager::new(
-        crate::support::moto::client_for(&format!("http://{closed}")),
+        quayhook_testkit::moto::client_for(&format!("http://{closed}")),
         Vec::new(),
         Some(format!("{}/receivers/", h.prefix)),
         format!("{}/kubeconfig", h.prefix),
@@ -652,7 +654,7 @@ async fn an_expired_receiver_cache_keeps_serving_while_secrets_manager_is_down()
     state.secrets().down.store(true, SeqCst);
     let (status, body) = deliver(&state, &token, &body).await;
     assert_eq!(status, 200, "served from the expired cache: {body}");
-    assert!(crate::support::logs::snapshot().contains("using the expired cache"));
+    assert!(quayhook_testkit::logs::snapshot().contains("using the expired cache"));
     h.assert_no_leaks();
 }
 

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Harness, QUAY_REPO, Setup, push, wh};
+use quayhook_testkit::events::push;
+use quayhook_testkit::fixtures::{QUAY_REPO, wh};
+use quayhook_testkit::harness::{Harness, Setup};
 
 async fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();

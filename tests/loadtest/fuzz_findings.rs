@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::support::{Harness, QUAY_REPO, Setup, event_v2, push};
+use quayhook_testkit::events::{event_v2, push};
+use quayhook_testkit::fixtures::QUAY_REPO;
+use quayhook_testkit::harness::{Harness, Setup};
 
 /// fuzz/regressions/handler/lambda-http-rawpath-without-slash: lambda_http 1.3.2 panics
 /// (`Url::parse(..).unwrap()` in `build_request_uri`) on an event whose `rawPath` lacks the

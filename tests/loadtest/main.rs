@@ -17,9 +17,6 @@
 //! release build and records requests/s and p99 in BENCHMARKS.md through
 //! `QUAYHOOK_LOADTEST_OUT`. No timing is asserted.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod fuzz_findings;
 
 use std::collections::{BTreeSet, HashMap};
@@ -27,19 +24,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kargo_match::index::{Index, candidate_urls};
+use kargo_match::quay::Push;
+use kargo_match::token::{SecretString, receiver_token};
+use kargo_match::warehouse::WarehouseKey;
 use quayhook::cluster::KubeConnector;
 use quayhook::config::Config;
 use quayhook::handler;
-use kargo_match::index::{Index, candidate_urls};
-use kargo_match::quay::Push;
 use quayhook::secrets::SecretsManager;
 use quayhook::state::State;
-use kargo_match::token::{SecretString, receiver_token};
-use kargo_match::warehouse::WarehouseKey;
 use serde_json::{Value, json};
 
-use support::apiserver::{ApiServer, Fault};
-use support::{event_v2, moto, parts, push, request, wh};
+use quayhook_testkit::apiserver::{ApiServer, Fault};
+use quayhook_testkit::events::{event_v2, push, request};
+use quayhook_testkit::fixtures::wh;
+use quayhook_testkit::harness::parts;
+use quayhook_testkit::moto;
 
 const PROJECTS: [&str; 3] = ["alpha", "beta", "gamma"];
 const WAREHOUSES: usize = 200;
@@ -312,7 +312,11 @@ fn a_burst_of_1000_pushes_with_5_percent_transient_failures_loses_no_refresh() {
 
 async fn run(panics: Arc<AtomicUsize>) {
     let (api, state, tokens) = start().await;
-    let index = Index::from_objects(&warehouses());
+    let index = Index::from_listed(
+        warehouses()
+            .into_iter()
+            .map(|w| serde_json::from_value(w).expect("a JSON value always decodes")),
+    );
     let deliveries = Arc::new(plan(&mut Rng(0x5eed_1234_abcd_ef01), &index));
 
     let observed = Arc::new(Observed::default());

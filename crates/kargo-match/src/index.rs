@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::select::{Mismatch, Selector, SelectorError};
 use crate::urls::{RepoUrl, normalize_chart, normalize_image};
-use crate::warehouse::{Subscription, Warehouse, WarehouseError, WarehouseKey};
+use crate::warehouse::{ListedWarehouse, Subscription, Warehouse, WarehouseError, WarehouseKey};
 
 /// The repository URLs a push names: `docker_url` normalized as an image and as a chart,
 /// sorted, deduplicated, empty dropped (Kargo's `refreshWarehouses` step 1).
@@ -145,16 +145,25 @@ impl Index {
         }
     }
 
-    /// Parses raw Warehouse objects (as listed from the API server) and builds the index;
-    /// objects that do not parse land in [`Index::unreadable`].
-    pub fn from_objects<'a>(objects: impl IntoIterator<Item = &'a serde_json::Value>) -> Index {
+    /// Builds the index from a decoded Warehouse list, in list order; the items that are
+    /// [`ListedWarehouse::Unreadable`] land in [`Index::unreadable`], named `namespace/name`
+    /// (or by their position in the list when the metadata had no name).
+    pub fn from_listed(items: impl IntoIterator<Item = ListedWarehouse>) -> Index {
         let mut warehouses = Vec::new();
         let mut unreadable = Vec::new();
-        for (pos, obj) in objects.into_iter().enumerate() {
-            match Warehouse::from_json(obj) {
-                Ok(wh) => warehouses.push(wh),
-                Err(error) => unreadable.push(Unreadable {
-                    name: object_name(obj).unwrap_or_else(|| format!("item {pos} of the list")),
+        for (pos, item) in items.into_iter().enumerate() {
+            match item {
+                ListedWarehouse::Readable(wh) => warehouses.push(wh),
+                ListedWarehouse::Unreadable {
+                    namespace,
+                    name,
+                    error,
+                } => unreadable.push(Unreadable {
+                    name: match (namespace, name) {
+                        (Some(ns), Some(name)) => format!("{ns}/{name}"),
+                        (None, Some(name)) => name,
+                        (_, None) => format!("item {pos} of the list"),
+                    },
                     error,
                 }),
             }
@@ -299,15 +308,6 @@ fn evaluate<'a>(entry: &'a Entry, urls: &[RepoUrl], tags: &'a [String]) -> Verdi
         }
     }
     Verdict::Skip(reasons)
-}
-
-fn object_name(obj: &serde_json::Value) -> Option<String> {
-    let meta = obj.get("metadata")?;
-    let name = meta.get("name")?.as_str()?;
-    Some(match meta.get("namespace").and_then(|n| n.as_str()) {
-        Some(ns) => format!("{ns}/{name}"),
-        None => name.to_owned(),
-    })
 }
 
 #[cfg(test)]
@@ -520,14 +520,23 @@ mod tests {
 
     #[test]
     fn unreadable_objects_are_reported_not_fatal() {
-        let good = serde_json::json!({"metadata": {"namespace": "p", "name": "ok"},
-            "spec": {"subscriptions": [{"image": {"repoURL": QUAY}}]}});
-        let bad = serde_json::json!({"metadata": {"namespace": "p", "name": "bad"},
-            "spec": {"subscriptions": [{"image": {}, "chart": {}}]}});
-        let idx = Index::from_objects([&good, &bad, &serde_json::json!(1)]);
+        let page = serde_json::json!([
+            {"metadata": {"namespace": "p", "name": "ok"},
+             "spec": {"subscriptions": [{"image": {"repoURL": QUAY}}]}},
+            {"metadata": {"namespace": "p", "name": "bad"},
+             "spec": {"subscriptions": [{"image": {}, "chart": {}}]}},
+            1,
+            {"metadata": {"name": "no-namespace"}},
+        ]);
+        let listed: Vec<ListedWarehouse> = serde_json::from_str(&page.to_string()).unwrap();
+        let idx = Index::from_listed(listed);
         assert_eq!(idx.len(), 1);
         let names: Vec<_> = idx.unreadable().iter().map(|u| u.name.as_str()).collect();
-        assert_eq!(names, ["p/bad", "item 2 of the list"]);
+        assert_eq!(names, ["p/bad", "item 2 of the list", "no-namespace"]);
+        assert_eq!(
+            idx.unreadable()[0].error,
+            WarehouseError::TypeKeys { index: 0, found: 2 }
+        );
     }
 
     fn arb_warehouse() -> impl Strategy<Value = Warehouse> {

@@ -11,7 +11,9 @@
 //! - [`quay`]: the push payload (serde, with the Go `encoding/json` behaviour that matters).
 //! - [`urls`]: image and chart URL normalization (go-containerregistry weak parsing).
 //! - [`constraint`]: Masterminds semver versions and constraints.
-//! - [`warehouse`]: the Warehouse model (Kargo's subscription rules) and the refresh annotation.
+//! - [`warehouse`]: the Warehouse model, decoded from listed objects with Kargo's subscription
+//!   rules (a malformed Warehouse is an unreadable item, never a failed list), and the refresh
+//!   annotation.
 //! - [`select`]: per-subscription tag filters with Kargo's strategies and Go regexes.
 //! - [`index`]: repository URL → Warehouses, and the refresh plan for one push.
 

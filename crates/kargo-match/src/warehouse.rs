@@ -1,18 +1,33 @@
-//! The Kargo `Warehouse` model: what quayhook needs of `spec.subscriptions`, parsed once from
+//! The Kargo `Warehouse` model: what quayhook needs of `spec.subscriptions`, decoded once from
 //! the JSON the API server returns (reference §4.3), and the refresh annotation (§6).
 //!
-//! Pure: values in, values out. No kube types: the cluster adapter hands over the object as
-//! `serde_json::Value` and this module decides what it means.
+//! Pure: no kube types. The boundary is `serde`: the cluster adapter deserializes each page of
+//! a Warehouse list straight into [`ListedWarehouse`]s, and a [`Warehouse`] deserializes from
+//! one object with the same rules.
+//!
+//! Decoding reads only what selection needs and skips the rest unread (with
+//! [`serde::de::IgnoredAny`]): `metadata.name` and `metadata.namespace`, and `spec.subscriptions`;
+//! `status`, `metadata.managedFields` and every other field are never materialized, whatever
+//! their shape. A Warehouse's status (discovered artifacts) can be far larger than its
+//! subscriptions, and a cluster-wide list holds thousands of them at once.
 //!
 //! `spec.subscriptions` has no schema in the CRD and no defaults, so every item is read the way
 //! Kargo's `RepoSubscription.UnmarshalJSON` reads it: exactly one type key (`image`, `chart`,
-//! `git`, or any other key, which makes a generic subscription) plus an optional `name`. A
-//! Warehouse that does not decode is reported as [`WarehouseError`], never as a failure of the
-//! whole list: one malformed Warehouse must not take the others down.
+//! `git`, or any other key, which makes a generic subscription) plus an optional `name`. The
+//! body of an `image`, `chart` or `git` key is buffered as a small `serde_json::Value` and then
+//! decoded, so a type mismatch inside it is a [`WarehouseError`] rather than a failure of the
+//! stream. A Warehouse that does not decode becomes [`ListedWarehouse::Unreadable`], never a
+//! failure of the whole list: one malformed Warehouse must not take the others down. This is
+//! what kube's `DeserializeGuard` does for a typed list, without its buffering of the whole
+//! object. Only JSON that is not syntactically valid fails the list.
 
 use std::fmt;
 use std::time::SystemTime;
 
+use jiff::Timestamp;
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, EnumAccess, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
@@ -171,73 +186,449 @@ pub enum WarehouseError {
     },
 }
 
-impl Warehouse {
-    /// Reads a Warehouse from the JSON object the API server returns.
-    ///
-    /// Unknown fields anywhere are ignored. A missing `spec` or `spec.subscriptions` gives a
-    /// Warehouse with no subscriptions (it cannot match anything).
+/// One item of a Warehouse list: the decoded [`Warehouse`], or why the object is unreadable.
+///
+/// Its `Deserialize` never fails because of what one object contains, only when the input is
+/// not syntactically valid JSON, so a list page decodes as `Vec<ListedWarehouse>` whatever its
+/// items hold. Only `metadata.name`, `metadata.namespace` and `spec.subscriptions` are read;
+/// everything else is skipped without being materialized (see the module docs).
+///
+/// ```
+/// use kargo_match::warehouse::{ListedWarehouse, WarehouseError};
+///
+/// let page = r#"[
+///   {"metadata": {"namespace": "p", "name": "ok", "managedFields": [{"manager": "kubectl"}]},
+///    "spec": {"subscriptions": [{"image": {"repoURL": "quay.io/a/b"}}]},
+///    "status": {"discoveredArtifacts": {"images": []}}},
+///   {"metadata": {"namespace": "p", "name": "bad"}, "spec": {"subscriptions": {"image": {}}}}
+/// ]"#;
+/// let items: Vec<ListedWarehouse> = serde_json::from_str(page)?;
+/// assert!(matches!(&items[0], ListedWarehouse::Readable(w) if w.key.to_string() == "p/ok"));
+/// assert_eq!(
+///     items[1],
+///     ListedWarehouse::Unreadable {
+///         namespace: Some("p".into()),
+///         name: Some("bad".into()),
+///         error: WarehouseError::SubscriptionsNotList,
+///     }
+/// );
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListedWarehouse {
+    /// The object decoded.
+    Readable(Warehouse),
+    /// The object is not a Warehouse quayhook (or Kargo) can read; it is reported and skipped.
+    Unreadable {
+        /// `metadata.namespace`, when it is a string.
+        namespace: Option<String>,
+        /// `metadata.name`, when it is a string.
+        name: Option<String>,
+        /// Why the object could not be read.
+        error: WarehouseError,
+    },
+}
+
+impl ListedWarehouse {
+    /// The Warehouse, or the reason it could not be read (dropping the names the object had).
     ///
     /// # Errors
-    /// [`WarehouseError`] when the metadata lacks a name or namespace or when a subscription item
-    /// does not decode; the caller reports that Warehouse and carries on with the others.
-    pub fn from_json(obj: &Value) -> Result<Warehouse, WarehouseError> {
-        let meta = obj.get("metadata");
-        let text = |field: &'static str| {
-            meta.and_then(|m| m.get(field))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or(WarehouseError::MissingMetadata(field))
-        };
-        let key = WarehouseKey::new(text("namespace")?, text("name")?);
-        let subscriptions = match obj.get("spec").and_then(|s| s.get("subscriptions")) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(index, item)| Subscription::from_json(index, item))
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(WarehouseError::SubscriptionsNotList),
-        };
-        Ok(Warehouse { key, subscriptions })
+    /// The [`WarehouseError`] of a [`ListedWarehouse::Unreadable`] item.
+    pub fn into_result(self) -> Result<Warehouse, WarehouseError> {
+        match self {
+            ListedWarehouse::Readable(warehouse) => Ok(warehouse),
+            ListedWarehouse::Unreadable { error, .. } => Err(error),
+        }
     }
 }
 
-impl Subscription {
-    /// Reads item `index` of `spec.subscriptions` (Kargo `RepoSubscription.UnmarshalJSON`).
-    fn from_json(index: usize, item: &Value) -> Result<Subscription, WarehouseError> {
-        let Some(map) = item.as_object() else {
-            return Err(WarehouseError::TypeKeys { index, found: 0 });
-        };
-        let types: Vec<_> = map.iter().filter(|(k, _)| k.as_str() != "name").collect();
-        let [(kind, body)] = types[..] else {
-            return Err(WarehouseError::TypeKeys {
-                index,
-                found: types.len(),
-            });
-        };
-        let decode_err = |e: serde_json::Error| WarehouseError::Decode {
-            index,
-            kind: kind.clone(),
-            reason: e.to_string(),
-        };
-        Ok(match kind.as_str() {
-            "image" => Subscription::Image(decode(body).map_err(decode_err)?),
-            "chart" => Subscription::Chart(decode(body).map_err(decode_err)?),
-            "git" => Subscription::Git {
-                repo_url: decode::<GitFields>(body).map_err(decode_err)?.repo_url,
+impl<'de> Deserialize<'de> for ListedWarehouse {
+    /// Decodes one listed object with Kargo's rules; see [`ListedWarehouse`].
+    ///
+    /// # Errors
+    /// Only the deserializer's own errors (for JSON text: a syntax error), never the shape of
+    /// the object.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Fields {
+            namespace,
+            name,
+            subscriptions,
+        } = Lenient(ObjectShape).deserialize(deserializer)?;
+        Ok(match (namespace, name) {
+            (Some(namespace), Some(name)) => match subscriptions.into_result() {
+                Ok(subscriptions) => ListedWarehouse::Readable(Warehouse {
+                    key: WarehouseKey { namespace, name },
+                    subscriptions,
+                }),
+                Err(error) => ListedWarehouse::Unreadable {
+                    namespace: Some(namespace),
+                    name: Some(name),
+                    error,
+                },
             },
-            other => Subscription::Generic {
-                kind: other.to_owned(),
+            (namespace, name) => ListedWarehouse::Unreadable {
+                error: WarehouseError::MissingMetadata(if namespace.is_none() {
+                    "namespace"
+                } else {
+                    "name"
+                }),
+                namespace,
+                name,
             },
         })
     }
 }
 
-/// Decodes a subscription body; `null` decodes as all defaults, like Go's `json.Unmarshal`.
-fn decode<T: for<'de> Deserialize<'de> + Default>(body: &Value) -> Result<T, serde_json::Error> {
-    match body {
-        Value::Null => Ok(T::default()),
-        other => T::deserialize(other),
+impl<'de> Deserialize<'de> for Warehouse {
+    /// Decodes one Warehouse object with Kargo's rules; unknown fields anywhere are ignored,
+    /// and a missing `spec` or `spec.subscriptions` gives a Warehouse with no subscriptions.
+    ///
+    /// # Errors
+    /// A custom error carrying the [`WarehouseError`]'s text when the object is unreadable;
+    /// deserialize [`ListedWarehouse`] instead to get the typed error.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        ListedWarehouse::deserialize(deserializer)?
+            .into_result()
+            .map_err(de::Error::custom)
+    }
+}
+
+// What follows reads a Warehouse object leniently: every part is a `Shape` that turns whatever
+// JSON it meets into a value (a wrong shape is data, reported as a `WarehouseError` later), and
+// anything not needed is skipped with `IgnoredAny`. A deserializer error could not be recovered
+// from mid-stream and would fail the whole page, so none is ever raised here.
+
+/// How one part of a Warehouse object is read from any JSON value.
+trait Shape<'de>: Sized {
+    /// What this part reads into.
+    type Value;
+    /// What serde calls the part in a syntax error.
+    const EXPECTING: &'static str;
+    /// The value for a shape this part does not expect (numbers, booleans, …).
+    fn other(self) -> Self::Value;
+    /// The value for `null`.
+    fn null(self) -> Self::Value {
+        self.other()
+    }
+    /// The value for a string.
+    fn text(self, _text: &str) -> Self::Value {
+        self.other()
+    }
+    /// Reads an object; by default skips it.
+    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_map(map)?;
+        Ok(self.other())
+    }
+    /// Reads an array; by default skips it.
+    fn seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq)?;
+        Ok(self.other())
+    }
+}
+
+/// Reads a [`Shape`] from any JSON value: the seed and the visitor in one.
+struct Lenient<S>(S);
+
+impl<'de, S: Shape<'de>> DeserializeSeed<'de> for Lenient<S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, S: Shape<'de>> Visitor<'de> for Lenient<S> {
+    type Value = S::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(S::EXPECTING)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<S::Value, E> {
+        Ok(self.0.other())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<S::Value, E> {
+        Ok(self.0.other())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<S::Value, E> {
+        Ok(self.0.other())
+    }
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<S::Value, E> {
+        Ok(self.0.other())
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<S::Value, E> {
+        Ok(self.0.other())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<S::Value, E> {
+        Ok(self.0.other())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<S::Value, E> {
+        Ok(self.0.text(v))
+    }
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<S::Value, E> {
+        Ok(self.0.other())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<S::Value, E> {
+        Ok(self.0.null())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<S::Value, E> {
+        Ok(self.0.null())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<S::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<S::Value, A::Error> {
+        self.0.map(map)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<S::Value, A::Error> {
+        self.0.seq(seq)
+    }
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<S::Value, A::Error> {
+        IgnoredAny.visit_enum(data)?;
+        Ok(self.0.other())
+    }
+}
+
+/// An object key: its position among the wanted names, `None` for any other key.
+struct Field(&'static [&'static str]);
+
+impl Shape<'_> for Field {
+    type Value = Option<usize>;
+    const EXPECTING: &'static str = "a field name";
+    fn other(self) -> Option<usize> {
+        None
+    }
+    fn text(self, text: &str) -> Option<usize> {
+        self.0.iter().position(|wanted| *wanted == text)
+    }
+}
+
+/// A string field: `Some` only when the value is a string.
+struct Text;
+
+impl Shape<'_> for Text {
+    type Value = Option<String>;
+    const EXPECTING: &'static str = "a string";
+    fn other(self) -> Option<String> {
+        None
+    }
+    fn text(self, text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+}
+
+/// What is read of one Warehouse object.
+#[derive(Default)]
+struct Fields {
+    namespace: Option<String>,
+    name: Option<String>,
+    subscriptions: Subscriptions,
+}
+
+/// `spec.subscriptions` as found.
+#[derive(Default)]
+enum Subscriptions {
+    /// Missing or `null` (or no `spec` object): no subscriptions.
+    #[default]
+    Absent,
+    /// Present but not a list.
+    NotList,
+    /// A list: its items, or the first item's error.
+    Items(Result<Vec<Subscription>, WarehouseError>),
+}
+
+impl Subscriptions {
+    fn into_result(self) -> Result<Vec<Subscription>, WarehouseError> {
+        match self {
+            Subscriptions::Absent => Ok(Vec::new()),
+            Subscriptions::NotList => Err(WarehouseError::SubscriptionsNotList),
+            Subscriptions::Items(items) => items,
+        }
+    }
+}
+
+/// The whole object: `metadata` and `spec` are read, every other field is skipped.
+struct ObjectShape;
+
+impl<'de> Shape<'de> for ObjectShape {
+    type Value = Fields;
+    const EXPECTING: &'static str = "a Warehouse object";
+    fn other(self) -> Fields {
+        Fields::default()
+    }
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(key) = map.next_key_seed(Lenient(Field(&["metadata", "spec"])))? {
+            match key {
+                Some(0) => {
+                    (fields.namespace, fields.name) = map.next_value_seed(Lenient(MetaShape))?;
+                }
+                Some(_) => fields.subscriptions = map.next_value_seed(Lenient(SpecShape))?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// `metadata`: `namespace` and `name`; `managedFields`, labels and the rest are skipped.
+struct MetaShape;
+
+impl<'de> Shape<'de> for MetaShape {
+    type Value = (Option<String>, Option<String>);
+    const EXPECTING: &'static str = "object metadata";
+    fn other(self) -> Self::Value {
+        (None, None)
+    }
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut namespace, mut name) = (None, None);
+        while let Some(key) = map.next_key_seed(Lenient(Field(&["namespace", "name"])))? {
+            match key {
+                Some(0) => namespace = map.next_value_seed(Lenient(Text))?,
+                Some(_) => name = map.next_value_seed(Lenient(Text))?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok((namespace, name))
+    }
+}
+
+/// `spec`: only `subscriptions`; a `spec` that is not an object has none.
+struct SpecShape;
+
+impl<'de> Shape<'de> for SpecShape {
+    type Value = Subscriptions;
+    const EXPECTING: &'static str = "a Warehouse spec";
+    fn other(self) -> Subscriptions {
+        Subscriptions::Absent
+    }
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Subscriptions, A::Error> {
+        let mut subscriptions = Subscriptions::Absent;
+        while let Some(key) = map.next_key_seed(Lenient(Field(&["subscriptions"])))? {
+            match key {
+                Some(_) => subscriptions = map.next_value_seed(Lenient(SubscriptionsShape))?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(subscriptions)
+    }
+}
+
+/// `spec.subscriptions`: a list, read item by item; after the first bad item the rest is skipped.
+struct SubscriptionsShape;
+
+impl<'de> Shape<'de> for SubscriptionsShape {
+    type Value = Subscriptions;
+    const EXPECTING: &'static str = "a list of subscriptions";
+    fn other(self) -> Subscriptions {
+        Subscriptions::NotList
+    }
+    fn null(self) -> Subscriptions {
+        Subscriptions::Absent
+    }
+    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Subscriptions, A::Error> {
+        let mut items = Vec::new();
+        loop {
+            let index = items.len();
+            match seq.next_element_seed(Lenient(ItemShape { index }))? {
+                Some(Ok(item)) => items.push(item),
+                Some(Err(error)) => {
+                    IgnoredAny.visit_seq(seq)?;
+                    return Ok(Subscriptions::Items(Err(error)));
+                }
+                None => return Ok(Subscriptions::Items(Ok(items))),
+            }
+        }
+    }
+}
+
+/// Item `index` of `spec.subscriptions` (Kargo `RepoSubscription.UnmarshalJSON`).
+struct ItemShape {
+    index: usize,
+}
+
+impl<'de> Shape<'de> for ItemShape {
+    type Value = Result<Subscription, WarehouseError>;
+    const EXPECTING: &'static str = "a subscription";
+    fn other(self) -> Self::Value {
+        Err(WarehouseError::TypeKeys {
+            index: self.index,
+            found: 0,
+        })
+    }
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // Distinct type keys in order; a repeated key counts once and its last body wins, as
+        // when the item is first decoded into a JSON object (Go's map, serde_json's `Value`).
+        let mut kinds: Vec<String> = Vec::new();
+        let mut body = Value::Null;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "name" {
+                map.next_value::<IgnoredAny>()?;
+            } else if kinds.first().is_none_or(|first| *first == key) {
+                // Only typed bodies are kept; a generic subscription's body is never read.
+                body = if matches!(key.as_str(), "image" | "chart" | "git") {
+                    map.next_value::<Value>()?
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                    Value::Null
+                };
+                if kinds.is_empty() {
+                    kinds.push(key);
+                }
+            } else {
+                map.next_value::<IgnoredAny>()?;
+                if !kinds.contains(&key) {
+                    kinds.push(key);
+                }
+            }
+        }
+        let index = self.index;
+        Ok(match <[String; 1]>::try_from(kinds) {
+            Ok([kind]) => Subscription::decode(index, kind, body),
+            Err(kinds) => Err(WarehouseError::TypeKeys {
+                index,
+                found: kinds.len(),
+            }),
+        })
+    }
+}
+
+impl Subscription {
+    /// Decodes the body of item `index`, whose one type key is `kind`.
+    fn decode(index: usize, kind: String, body: Value) -> Result<Subscription, WarehouseError> {
+        fn body_of<T: DeserializeOwned + Default>(body: Value) -> Result<T, serde_json::Error> {
+            // `null` decodes as all defaults, like Go's `json.Unmarshal`.
+            match body {
+                Value::Null => Ok(T::default()),
+                other => T::deserialize(other),
+            }
+        }
+        let decode_err = |kind: &str, e: serde_json::Error| WarehouseError::Decode {
+            index,
+            kind: kind.to_owned(),
+            reason: e.to_string(),
+        };
+        Ok(match kind.as_str() {
+            "image" => Subscription::Image(body_of(body).map_err(|e| decode_err("image", e))?),
+            "chart" => Subscription::Chart(body_of(body).map_err(|e| decode_err("chart", e))?),
+            "git" => Subscription::Git {
+                repo_url: body_of::<GitFields>(body)
+                    .map_err(|e| decode_err("git", e))?
+                    .repo_url,
+            },
+            _ => Subscription::Generic { kind },
+        })
     }
 }
 
@@ -252,20 +643,17 @@ where
 
 /// The value Kargo writes into the refresh annotation: RFC 3339 in UTC, whole seconds
 /// (`time.Now().Format(time.RFC3339)` in a UTC process), e.g. `2026-08-21T17:51:41Z`.
+///
+/// A fraction of a second is dropped toward the past, as Go's layout does. A time outside
+/// years -9999..=9999 (no real clock) is clamped to that range rather than failing.
 pub fn refresh_value(now: SystemTime) -> String {
-    let secs = match now.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
-    };
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let ts = Timestamp::try_from(now).unwrap_or(if now < SystemTime::UNIX_EPOCH {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    });
+    // The civil time in UTC carries a non-negative fraction, so `%S` is the floor.
+    ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// The JSON merge patch (RFC 7386) that sets the refresh annotation and nothing else.
@@ -276,21 +664,6 @@ pub fn refresh_patch(now: SystemTime) -> Value {
         Value::String(refresh_value(now)),
     );
     serde_json::json!({ "metadata": { "annotations": annotations } })
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard Hinnant's
-/// `civil_from_days`, exact for every `i64` day count a `SystemTime` can hold.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -308,9 +681,24 @@ mod tests {
         })
     }
 
+    /// Decodes one object both from JSON text (the streaming path the cluster adapter takes)
+    /// and from a `Value` (fixtures), checking that the two agree.
+    fn listed(obj: &Value) -> ListedWarehouse {
+        let from_text: ListedWarehouse =
+            serde_json::from_str(&obj.to_string()).expect("valid JSON always decodes");
+        let from_value: ListedWarehouse =
+            serde_json::from_value(obj.clone()).expect("a Value always decodes");
+        assert_eq!(from_text, from_value, "{obj}");
+        from_text
+    }
+
+    fn decode(obj: &Value) -> Result<Warehouse, WarehouseError> {
+        listed(obj).into_result()
+    }
+
     #[test]
     fn image_subscription_with_absent_fields_takes_kargo_runtime_defaults() {
-        let w = Warehouse::from_json(&wh(json!([{"image": {"repoURL": "quay.io/a/b"}}]))).unwrap();
+        let w = decode(&wh(json!([{"image": {"repoURL": "quay.io/a/b"}}]))).unwrap();
         assert_eq!(w.key, WarehouseKey::new("kargo-demo", "w"));
         let Subscription::Image(img) = &w.subscriptions[0] else {
             panic!("not an image")
@@ -322,7 +710,7 @@ mod tests {
 
     #[test]
     fn every_image_field_is_read_and_unknown_fields_are_tolerated() {
-        let w = Warehouse::from_json(&wh(json!([{"name": "app", "image": {
+        let w = decode(&wh(json!([{"name": "app", "image": {
             "repoURL": "quay.io/a/b", "imageSelectionStrategy": "Lexical", "strictSemvers": true,
             "constraint": "^1.0.0", "allowTags": "x", "allowTagsRegexes": ["^v"],
             "ignoreTags": ["y"], "ignoreTagsRegexes": ["rc"], "platform": "linux/amd64",
@@ -347,7 +735,7 @@ mod tests {
 
     #[test]
     fn chart_git_and_generic_subscriptions_are_recognised_in_order() {
-        let w = Warehouse::from_json(&wh(json!([
+        let w = decode(&wh(json!([
             {"chart": {"repoURL": "oci://quay.io/a/c", "semverConstraint": "^1"}},
             {"git": {"repoURL": "https://github.com/a/b"}},
             {"artifactory": {"anything": true}, "name": "generic"},
@@ -373,9 +761,10 @@ mod tests {
 
     #[test]
     fn nulls_decode_as_go_zero_values() {
-        let w = Warehouse::from_json(&wh(json!([
+        let w = decode(&wh(json!([
             {"image": {"repoURL": "quay.io/a/b", "strictSemvers": null, "allowTagsRegexes": null}},
             {"chart": null},
+            {"git": null},
         ])))
         .unwrap();
         assert!(matches!(&w.subscriptions[0], Subscription::Image(i) if !i.strict_semvers));
@@ -383,14 +772,24 @@ mod tests {
             w.subscriptions[1],
             Subscription::Chart(ChartSubscription::default())
         );
+        assert_eq!(
+            w.subscriptions[2],
+            Subscription::Git {
+                repo_url: String::new()
+            }
+        );
     }
 
     #[test]
     fn missing_spec_or_subscriptions_gives_no_subscriptions() {
         let mut obj = wh(json!(null));
-        assert!(Warehouse::from_json(&obj).unwrap().subscriptions.is_empty());
+        assert!(decode(&obj).unwrap().subscriptions.is_empty());
+        obj["spec"] = json!({"interval": "5m0s"});
+        assert!(decode(&obj).unwrap().subscriptions.is_empty());
+        obj["spec"] = json!("not an object");
+        assert!(decode(&obj).unwrap().subscriptions.is_empty());
         obj.as_object_mut().unwrap().remove("spec");
-        assert!(Warehouse::from_json(&obj).unwrap().subscriptions.is_empty());
+        assert!(decode(&obj).unwrap().subscriptions.is_empty());
     }
 
     #[test]
@@ -403,10 +802,13 @@ mod tests {
                 json!([{"image": {}, "chart": {}, "git": {}, "name": "x"}]),
                 3,
             ),
+            (json!([{"artifactory": {}, "image": {"repoURL": 1}}]), 2),
             (json!(["image"]), 0),
+            (json!([null]), 0),
+            (json!([[{"image": {}}]]), 0),
         ] {
             assert_eq!(
-                Warehouse::from_json(&wh(subs.clone())),
+                decode(&wh(subs.clone())),
                 Err(WarehouseError::TypeKeys { index: 0, found }),
                 "{subs}"
             );
@@ -414,36 +816,162 @@ mod tests {
     }
 
     #[test]
-    fn wrong_field_types_are_a_decode_error_naming_the_item() {
-        let err = Warehouse::from_json(&wh(json!([
-            {"image": {"repoURL": "a/b"}},
-            {"image": {"repoURL": "a/b", "strictSemvers": "yes"}}
-        ])))
-        .unwrap_err();
+    fn a_repeated_type_key_counts_once_and_its_last_body_wins() {
+        let text = r#"{"metadata": {"namespace": "p", "name": "w"}, "spec": {"subscriptions": [
+            {"image": {"repoURL": "quay.io/a/old"}, "name": "n", "image": {"repoURL": "quay.io/a/new"}}
+        ]}}"#;
+        let w = serde_json::from_str::<Warehouse>(text).unwrap();
         assert!(
-            matches!(&err, WarehouseError::Decode { index: 1, kind, .. } if kind == "image"),
-            "{err:?}"
-        );
-        assert_eq!(
-            Warehouse::from_json(&wh(json!({"image": {}}))),
-            Err(WarehouseError::SubscriptionsNotList)
+            matches!(&w.subscriptions[..], [Subscription::Image(i)] if i.repo_url == "quay.io/a/new")
         );
     }
 
     #[test]
+    fn wrong_field_types_are_a_decode_error_naming_the_item() {
+        let err = decode(&wh(json!([
+            {"image": {"repoURL": "a/b"}},
+            {"image": {"repoURL": "a/b", "strictSemvers": "yes"}},
+            {"chart": {}, "git": {}}
+        ])))
+        .unwrap_err();
+        assert!(
+            matches!(&err, WarehouseError::Decode { index: 1, kind, .. } if kind == "image"),
+            "the first bad item is reported: {err:?}"
+        );
+        assert!(matches!(
+            decode(&wh(json!([{"git": {"repoURL": 7}}]))),
+            Err(WarehouseError::Decode { index: 0, ref kind, .. }) if kind == "git"
+        ));
+        for not_a_list in [json!({"image": {}}), json!("image"), json!(3), json!(true)] {
+            assert_eq!(
+                decode(&wh(not_a_list)),
+                Err(WarehouseError::SubscriptionsNotList)
+            );
+        }
+    }
+
+    #[test]
     fn metadata_name_and_namespace_are_required() {
+        for (obj, missing) in [
+            (json!({"metadata": {"name": "w"}}), "namespace"),
+            (json!({"metadata": {"namespace": "p"}}), "name"),
+            (json!({"metadata": {"namespace": "p", "name": 7}}), "name"),
+            (json!({"metadata": null}), "namespace"),
+            (json!({"metadata": ["p", "w"]}), "namespace"),
+            (json!({}), "namespace"),
+            (json!([]), "namespace"),
+            (json!(1), "namespace"),
+            (json!(null), "namespace"),
+        ] {
+            assert_eq!(
+                decode(&obj),
+                Err(WarehouseError::MissingMetadata(missing)),
+                "{obj}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_warehouse_keeps_the_names_it_had() {
         assert_eq!(
-            Warehouse::from_json(&json!({"metadata": {"name": "w"}})),
-            Err(WarehouseError::MissingMetadata("namespace"))
+            listed(&json!({"metadata": {"name": "w"}, "spec": {"subscriptions": 1}})),
+            ListedWarehouse::Unreadable {
+                namespace: None,
+                name: Some("w".into()),
+                error: WarehouseError::MissingMetadata("namespace"),
+            }
         );
         assert_eq!(
-            Warehouse::from_json(&json!({"metadata": {"namespace": "p"}})),
-            Err(WarehouseError::MissingMetadata("name"))
+            listed(&wh(json!([{}]))),
+            ListedWarehouse::Unreadable {
+                namespace: Some("kargo-demo".into()),
+                name: Some("w".into()),
+                error: WarehouseError::TypeKeys { index: 0, found: 0 },
+            }
         );
+    }
+
+    #[test]
+    fn status_managed_fields_and_other_fields_are_skipped_whatever_their_shape() {
+        // Each of these would fail a typed decode of the field; none is read.
+        for (field, junk) in [
+            ("status", json!([1, {"x": null}, "y"])),
+            ("status", json!("broken")),
+            ("apiVersion", json!({"v": 1})),
+            ("kind", json!(null)),
+        ] {
+            let mut obj = wh(json!([{"image": {"repoURL": "quay.io/a/b"}}]));
+            obj[field] = junk;
+            assert!(decode(&obj).is_ok(), "{field}");
+        }
+        for (field, junk) in [
+            ("managedFields", json!("not a list")),
+            ("managedFields", json!([{"fieldsV1": 3}, 4])),
+            ("labels", json!(5)),
+            ("annotations", json!([["a"]])),
+            ("resourceVersion", json!({"deep": {"deeper": [1e300]}})),
+        ] {
+            let mut obj = wh(json!([{"image": {"repoURL": "quay.io/a/b"}}]));
+            obj["metadata"][field] = junk;
+            assert!(decode(&obj).is_ok(), "metadata.{field}");
+        }
+        let mut obj = wh(json!([{"image": {"repoURL": "quay.io/a/b"}}]));
+        obj["spec"]["interval"] = json!([]);
+        obj["spec"]["freightCreationCriteria"] = json!(0);
+        assert!(decode(&obj).is_ok(), "other spec fields");
+    }
+
+    #[test]
+    fn a_bad_warehouse_in_a_list_is_unreadable_and_its_neighbours_decode() {
+        let page = json!([
+            wh(json!([{"image": {"repoURL": "quay.io/a/b"}}])),
+            {"metadata": {"namespace": "p", "name": "bad"},
+             "spec": {"subscriptions": [{"image": {"strictSemvers": []}}]},
+             "status": {"huge": [[[]]]}},
+            7,
+            {"metadata": {"namespace": "p", "name": "ok"}, "spec": {"subscriptions": []}},
+        ])
+        .to_string();
+        let items: Vec<ListedWarehouse> = serde_json::from_str(&page).unwrap();
+        assert_eq!(items.len(), 4);
+        assert!(matches!(&items[0], ListedWarehouse::Readable(w) if w.key.name == "w"));
+        assert!(matches!(
+            &items[1],
+            ListedWarehouse::Unreadable { name: Some(n), error: WarehouseError::Decode { index: 0, .. }, .. }
+                if n == "bad"
+        ));
         assert_eq!(
-            Warehouse::from_json(&json!([])),
-            Err(WarehouseError::MissingMetadata("namespace"))
+            items[2],
+            ListedWarehouse::Unreadable {
+                namespace: None,
+                name: None,
+                error: WarehouseError::MissingMetadata("namespace"),
+            }
         );
+        assert!(matches!(&items[3], ListedWarehouse::Readable(w) if w.key.name == "ok"));
+    }
+
+    #[test]
+    fn only_broken_json_fails_a_list() {
+        for text in [
+            r#"[{"metadata": {"namespace": "p", "name": "w"}}"#,
+            r#"[{"metadata": {"namespace": "p", "name": "w"}, "status": {]}]"#,
+            r#"[{"metadata": {"namespace": "p", "name": "w"}, "spec": {"subscriptions": [{"image": }]}}]"#,
+        ] {
+            assert!(
+                serde_json::from_str::<Vec<ListedWarehouse>>(text).is_err(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_warehouse_deserializes_strictly_with_the_same_rules() {
+        let ok: Warehouse =
+            serde_json::from_value(wh(json!([{"image": {"repoURL": "quay.io/a/b"}}]))).unwrap();
+        assert_eq!(ok.key, WarehouseKey::new("kargo-demo", "w"));
+        let err = serde_json::from_value::<Warehouse>(wh(json!({}))).unwrap_err();
+        assert_eq!(err.to_string(), "spec.subscriptions is not a list");
     }
 
     #[test]
@@ -456,6 +984,18 @@ mod tests {
         );
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(refresh_value(leap), "2000-02-29T00:00:00Z");
+        let before = SystemTime::UNIX_EPOCH - Duration::from_millis(500);
+        assert_eq!(
+            refresh_value(before),
+            "1969-12-31T23:59:59Z",
+            "a fraction is dropped toward the past"
+        );
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40);
+        assert_eq!(
+            refresh_value(far),
+            "9999-12-30T22:00:00Z",
+            "clamped to the latest instant jiff holds"
+        );
     }
 
     #[test]

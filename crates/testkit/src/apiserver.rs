@@ -13,7 +13,7 @@
 //! [`ApiServer::inject`] makes requests fail, hang, drop or slow down, and
 //! [`ApiServer::requests`] shows what the client sent.
 //!
-//! I/O: binds a TCP listener on loopback and spawns tokio tasks; dropping the [`ApiServer`]
+//! Test support, I/O: binds a TCP listener on loopback and spawns tokio tasks; dropping the [`ApiServer`]
 //! stops them. Everything is `Send + Sync`; state sits behind `std::sync::Mutex`es that are
 //! never held across an `.await`.
 //!
@@ -30,30 +30,16 @@
 //! - `discovery`: `/version`, `/api`, `/apis` documents
 //! - `tls`: the generated CA and server certificate
 
-// Not every test binary uses every helper of this shared module.
-#![allow(dead_code)]
-
-#[path = "apiserver/auth.rs"]
 mod auth;
-#[path = "apiserver/discovery.rs"]
 mod discovery;
-#[path = "apiserver/handler.rs"]
 mod handler;
-#[path = "apiserver/list.rs"]
 mod list;
-#[path = "apiserver/objects.rs"]
 mod objects;
-#[path = "apiserver/patch.rs"]
 mod patch;
-#[path = "apiserver/route.rs"]
 mod route;
-#[path = "apiserver/status.rs"]
 mod status;
-#[path = "apiserver/store.rs"]
 mod store;
-#[path = "apiserver/strategy.rs"]
 mod strategy;
-#[path = "apiserver/tls.rs"]
 mod tls;
 
 use std::collections::HashMap;
@@ -92,6 +78,7 @@ pub struct ApiServer {
 /// A request as the server saw it, for assertions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedRequest {
+    /// The HTTP method (`GET`, `PATCH`, …).
     pub method: String,
     /// The path, without the query.
     pub path: String,
@@ -103,7 +90,9 @@ pub struct RecordedRequest {
     /// The plural resource (`warehouses`), `plural/subresource` for a subresource
     /// (`serviceaccounts/token`), empty for non-resource paths.
     pub resource: String,
+    /// The namespace in the path, if any.
     pub namespace: Option<String>,
+    /// The object name in the path, if any.
     pub name: Option<String>,
     /// The HTTP status answered; 0 when a fault dropped or hung the request.
     pub status: u16,
@@ -119,7 +108,12 @@ pub enum FaultEffect {
     /// Answers with a `Status` failure of this code (429 `TooManyRequests`, 500
     /// `InternalError`, 503 `ServiceUnavailable`, …), with a `Retry-After` header and
     /// `details.retryAfterSeconds` when `retry_after` is set.
-    Status { code: u16, retry_after: Option<u64> },
+    Status {
+        /// The HTTP status code.
+        code: u16,
+        /// Seconds to ask the client to wait, if any.
+        retry_after: Option<u64>,
+    },
     /// Closes the connection without answering.
     Drop,
     /// Never answers (until the client gives up or the server is dropped).
@@ -133,6 +127,7 @@ pub struct Fault {
     pub method: Option<Method>,
     /// Matches only when the path-and-query contains this; `None` matches any.
     pub path_contains: Option<String>,
+    /// What happens to a matching request.
     pub effect: FaultEffect,
     /// How many requests it applies to; `None` until [`ApiServer::clear_faults`].
     pub times: Option<u32>,

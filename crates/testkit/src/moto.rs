@@ -3,6 +3,8 @@
 //! Started once per process on a free loopback port from `.venv/bin/moto_server` (installed
 //! by `make venv`), or reused from `QUAYHOOK_TEST_MOTO_URL` when the Makefile already runs one.
 //! The server is wrapped in a shell watchdog that stops it when this test process exits.
+//!
+//! Test support, I/O: spawns a process and talks to it over loopback HTTP.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -23,7 +25,9 @@ fn moto_binary() -> PathBuf {
     if let Ok(path) = std::env::var("MOTO_SERVER") {
         return path.into();
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    // The venv sits at the workspace root, two levels above this crate.
+    let venv =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(".venv/bin/moto_server");
     assert!(
         venv.exists(),
         "moto_server not found at {}: run `make venv` (make test does) or set MOTO_SERVER",

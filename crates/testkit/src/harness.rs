@@ -1,136 +1,31 @@
-//! Test support shared by the integration suites: the local Kubernetes API server, a real
-//! moto server, a harness wiring them to quayhook's real adapters, event builders, Warehouse
-//! fixtures and log capture.
-#![allow(dead_code)] // each suite uses a different subset of these helpers
-
-pub mod apiserver;
-pub mod logs;
-pub mod moto;
+//! Drives quayhook's Lambda handler in tests: [`deliver`] and [`parts`] for any state, and the
+//! [`Harness`], quayhook's real adapters wired to the local API server and a real moto server,
+//! with a unique secret namespace per test and a check that nothing sensitive was logged.
+//!
+//! Test support, I/O: the harness starts an API server, talks to moto and builds real clients.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use base64::Engine as _;
-use lambda_http::{Body, Request};
+use kargo_match::token::{SecretString, receiver_token};
+use lambda_http::Body;
 use quayhook::cluster::KubeConnector;
 use quayhook::config::Config;
 use quayhook::handler;
 use quayhook::secrets::SecretsManager;
 use quayhook::state::State;
-use kargo_match::token::{SecretString, receiver_token};
 use serde_json::{Value, json};
 
-use apiserver::ApiServer;
+use crate::apiserver::ApiServer;
+use crate::events::{event_v2, request};
+use crate::{logs, moto};
 
-/// The repository of the recorded Quay push (`events/`).
-pub const QUAY_REPO: &str = "quay.io/mynamespace/repository";
-
-/// A Warehouse object as a user would `kubectl apply` it.
-pub struct Wh {
-    namespace: String,
-    name: String,
-    subscriptions: Vec<Value>,
-}
-
-/// Starts a Warehouse fixture.
-pub fn wh(namespace: &str, name: &str) -> Wh {
-    Wh {
-        namespace: namespace.into(),
-        name: name.into(),
-        subscriptions: Vec::new(),
-    }
-}
-
-impl Wh {
-    /// Adds an image subscription with extra fields.
-    pub fn image(mut self, repo: &str, extra: Value) -> Self {
-        let mut sub = json!({ "repoURL": repo });
-        if let (Some(obj), Some(more)) = (sub.as_object_mut(), extra.as_object()) {
-            obj.extend(more.clone());
-        }
-        self.subscriptions.push(json!({ "image": sub }));
-        self
-    }
-
-    /// Adds a chart subscription.
-    pub fn chart(mut self, repo: &str, constraint: &str) -> Self {
-        self.subscriptions
-            .push(json!({ "chart": { "repoURL": repo, "semverConstraint": constraint } }));
-        self
-    }
-
-    /// The object.
-    pub fn json(&self) -> Value {
-        json!({
-            "apiVersion": "kargo.akuity.io/v1alpha1",
-            "kind": "Warehouse",
-            "metadata": { "namespace": self.namespace, "name": self.name },
-            "spec": { "interval": "5m0s", "subscriptions": self.subscriptions }
-        })
-    }
-}
-
-/// A Quay push body.
-pub fn push(repo: &str, tags: &[&str]) -> String {
-    json!({
-        "repository": "mynamespace/repository",
-        "namespace": "mynamespace",
-        "name": "repository",
-        "docker_url": repo,
-        "homepage": "https://quay.io/repository/mynamespace/repository",
-        "updated_tags": tags,
-    })
-    .to_string()
-}
-
-/// An API Gateway HTTP API (payload v2) event for `POST path`.
-pub fn event_v2(
-    method: &str,
-    path: &str,
-    body: &[u8],
-    base64: bool,
-    headers: &[(&str, String)],
-) -> String {
-    let mut hdrs = serde_json::Map::new();
-    hdrs.insert("content-type".into(), json!("application/json"));
-    hdrs.insert(
-        "host".into(),
-        json!("abc123.execute-api.us-east-1.amazonaws.com"),
-    );
-    for (k, v) in headers {
-        hdrs.insert((*k).into(), json!(v));
-    }
-    let body_text = if base64 {
-        base64::engine::general_purpose::STANDARD.encode(body)
-    } else {
-        String::from_utf8_lossy(body).into_owned()
-    };
-    json!({
-        "version": "2.0",
-        "routeKey": "POST /quay/{token}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": hdrs,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc123",
-            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "Quay" },
-            "requestId": "req-1", "routeKey": "POST /quay/{token}", "stage": "$default",
-            "time": "27/Nov/2026:12:00:00 +0000", "timeEpoch": 1795780800000u64
-        },
-        "body": body_text,
-        "isBase64Encoded": base64
-    })
-    .to_string()
-}
-
-/// Parses an event as the Lambda runtime would.
-pub fn request(event: &str) -> Request {
-    lambda_http::request::from_str(event).expect("event parses")
-}
-
-/// POSTs `body` to `/quay/{token}` through the Lambda handler of `state`.
+/// POSTs `body` to `/quay/{token}` through the Lambda handler of `state` (real adapters or
+/// [`crate::fakes`]) and returns the answer's status and JSON body.
+///
+/// # Panics
+/// As [`parts`] does.
 pub async fn deliver<S, C>(state: &State<S, C>, token: &str, body: &str) -> (u16, Value)
 where
     S: quayhook::secrets::SecretSource,
@@ -147,6 +42,9 @@ where
 }
 
 /// Status and JSON body of a response.
+///
+/// # Panics
+/// When the body is not UTF-8 JSON ending in a newline, the shape of every quayhook answer.
 pub fn parts(resp: lambda_http::Response<Body>) -> (u16, Value) {
     let status = resp.status().as_u16();
     let body: &[u8] = resp.body().as_ref();

@@ -1,5 +1,7 @@
 //! Captures every log event of the test process (JSON, all quayhook levels down to TRACE and
 //! dependencies at DEBUG), so suites can assert that nothing sensitive is ever logged.
+//!
+//! Test support, no I/O: installs the process-wide `tracing` subscriber, writing to memory.
 
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};

@@ -189,11 +189,6 @@ impl ResourceDef {
         format!("{}List", self.kind)
     }
 
-    /// `warehouses.kargo.akuity.io`, or `configmaps` in the core group (Go's `GroupResource`).
-    pub fn group_resource(&self) -> String {
-        qualified(self.plural, self.group)
-    }
-
     /// Subresources served under this resource.
     pub fn subresources(&self) -> &'static [&'static str] {
         match self.plural {

@@ -1,0 +1,74 @@
+//! API Gateway events and Quay push bodies for tests: what the Lambda runtime hands the
+//! handler, built in code (the recorded ones live in `events/`).
+//!
+//! Test support, no I/O: builds JSON text and parses it as the runtime would.
+
+use base64::Engine as _;
+use lambda_http::Request;
+use serde_json::json;
+
+/// A Quay "Push to Repository" body for `repo` (the `docker_url`) and `tags`.
+pub fn push(repo: &str, tags: &[&str]) -> String {
+    json!({
+        "repository": "mynamespace/repository",
+        "namespace": "mynamespace",
+        "name": "repository",
+        "docker_url": repo,
+        "homepage": "https://quay.io/repository/mynamespace/repository",
+        "updated_tags": tags,
+    })
+    .to_string()
+}
+
+/// An API Gateway HTTP API (payload v2) event for `method path`.
+///
+/// Carries `content-type: application/json` and API Gateway's `host`, then `headers` (which
+/// may override them). With `base64`, the body is sent base64-encoded with
+/// `isBase64Encoded`, as API Gateway does for binary media types.
+pub fn event_v2(
+    method: &str,
+    path: &str,
+    body: &[u8],
+    base64: bool,
+    headers: &[(&str, String)],
+) -> String {
+    let mut hdrs = serde_json::Map::new();
+    hdrs.insert("content-type".into(), json!("application/json"));
+    hdrs.insert(
+        "host".into(),
+        json!("abc123.execute-api.us-east-1.amazonaws.com"),
+    );
+    for (k, v) in headers {
+        hdrs.insert((*k).into(), json!(v));
+    }
+    let body_text = if base64 {
+        base64::engine::general_purpose::STANDARD.encode(body)
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
+    json!({
+        "version": "2.0",
+        "routeKey": "POST /quay/{token}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": hdrs,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "Quay" },
+            "requestId": "req-1", "routeKey": "POST /quay/{token}", "stage": "$default",
+            "time": "27/Nov/2026:12:00:00 +0000", "timeEpoch": 1795780800000u64
+        },
+        "body": body_text,
+        "isBase64Encoded": base64
+    })
+    .to_string()
+}
+
+/// Parses an event as the Lambda runtime would.
+///
+/// # Panics
+/// When `lambda_http` rejects the event (a test bug).
+pub fn request(event: &str) -> Request {
+    lambda_http::request::from_str(event).expect("event parses")
+}
