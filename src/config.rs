@@ -28,6 +28,22 @@ pub enum SecretsConfig {
     },
 }
 
+/// Limits of `quayhook serve`, the plain HTTP front (Go's `http.Server` timeouts, plus a
+/// connection cap and a shutdown grace period).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Connections served at once; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Time allowed for the request head (line and headers) to arrive.
+    pub header_timeout: Duration,
+    /// Time allowed for a whole request, head and body, to arrive.
+    pub read_timeout: Duration,
+    /// How long an idle keep-alive connection is kept open.
+    pub idle_timeout: Duration,
+    /// On SIGTERM, how long requests in flight may take before the process exits anyway.
+    pub shutdown_grace: Duration,
+}
+
 /// The whole runtime configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -55,6 +71,10 @@ pub struct Config {
     pub max_attempts: u32,
     /// Fetch secrets and list Warehouses during init, before the first request.
     pub prefetch: bool,
+    /// Distinct tags of one push that are considered; the rest are reported as a count.
+    pub max_tags: usize,
+    /// Limits of `quayhook serve`.
+    pub serve: ServeConfig,
 }
 
 /// A configuration problem, naming the variable.
@@ -200,7 +220,27 @@ impl Config {
                     });
                 }
             },
+            max_tags: number("QUAYHOOK_MAX_TAGS", 256, 1, 10_000)? as usize,
+            serve: ServeConfig {
+                max_connections: number("QUAYHOOK_SERVE_MAX_CONNECTIONS", 512, 1, 65_536)? as usize,
+                header_timeout: secs("QUAYHOOK_SERVE_HEADER_TIMEOUT", 10.0)?,
+                read_timeout: secs("QUAYHOOK_SERVE_READ_TIMEOUT", 30.0)?,
+                idle_timeout: secs("QUAYHOOK_SERVE_IDLE_TIMEOUT", 60.0)?,
+                shutdown_grace: secs("QUAYHOOK_SERVE_SHUTDOWN_GRACE", 10.0)?,
+            },
         };
+        for (var, value) in [
+            ("QUAYHOOK_SERVE_HEADER_TIMEOUT", config.serve.header_timeout),
+            ("QUAYHOOK_SERVE_READ_TIMEOUT", config.serve.read_timeout),
+            ("QUAYHOOK_SERVE_IDLE_TIMEOUT", config.serve.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid {
+                    var,
+                    reason: "must be greater than zero".into(),
+                });
+            }
+        }
         if config.request_timeout.is_zero() {
             return Err(ConfigError::Invalid {
                 var: "QUAYHOOK_REQUEST_TIMEOUT",
@@ -235,7 +275,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Go `path.Clean` of a base path, without the trailing `/`: `""` and `/` become `""`.
 pub fn clean_base_path(path: &str) -> String {
     let cleaned = kargo_match::path::clean(&format!("/{path}"));
-    if cleaned == "/" { String::new() } else { cleaned }
+    if cleaned == "/" {
+        String::new()
+    } else {
+        cleaned
+    }
 }
 
 #[cfg(test)]
@@ -380,6 +424,14 @@ mod tests {
         assert!(with("QUAYHOOK_PATCH_CONCURRENCY", "many").is_err());
         assert!(with("QUAYHOOK_PREFETCH", "maybe").is_err());
         assert!(!with("QUAYHOOK_PREFETCH", "false").unwrap().prefetch);
+        assert!(with("QUAYHOOK_MAX_TAGS", "0").is_err());
+        assert_eq!(with("QUAYHOOK_MAX_TAGS", "10").unwrap().max_tags, 10);
+        assert!(with("QUAYHOOK_SERVE_HEADER_TIMEOUT", "0s").is_err());
+        assert!(with("QUAYHOOK_SERVE_MAX_CONNECTIONS", "0").is_err());
+        let serve = with("QUAYHOOK_SERVE_SHUTDOWN_GRACE", "0s").unwrap().serve;
+        assert_eq!(serve.shutdown_grace, Duration::ZERO, "no grace is allowed");
+        assert_eq!(serve.max_connections, 512);
+        assert_eq!(serve.header_timeout, Duration::from_secs(10));
     }
 
     #[test]

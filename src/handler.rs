@@ -1,10 +1,12 @@
 //! One Quay delivery, from HTTP request to HTTP response.
 //!
-//! [`handle`] runs [`process`], a straight line of steps (route → token → size → payload →
-//! index → plan → patches), each one pure call or one call on [`State`]; [`respond`] is the
-//! only place that picks a status and a body. Nothing logs the path, the token, the body or a
-//! secret: the one `info` event per request carries the receiver, the repository, the tags and
-//! the counts.
+//! I/O through [`State`]. [`answer`] runs [`admit`] on the request head alone (route → method →
+//! token → declared length), reads the body only then, and runs [`deliver`], a straight line
+//! of steps (size → payload → index → plan → patches), each one pure call or one call on
+//! [`State`]; [`respond`] is the only place that picks a status and a body. [`handle`] is the
+//! Lambda entry, whose body is already in the event. Nothing logs the path, the token, the body
+//! or a secret: the one `info` event per request carries the receiver, the repository, the tags
+//! and the counts.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,11 +18,12 @@ use tracing::Instrument;
 
 use crate::cause::Chain;
 use crate::cluster::{ClusterError, Connector, WarehouseStore};
-use kargo_match::index::{Plan, candidate_urls};
-use kargo_match::quay::{MAX_BODY_BYTES, PayloadError, Push};
 use crate::retry::Budget;
 use crate::secrets::{SecretSource, SecretsError};
 use crate::state::{State, StateError};
+use kargo_match::index::{Plan, candidate_urls};
+use kargo_match::quay::{MAX_BODY_BYTES, PayloadError, Push};
+use kargo_match::token::Match;
 use kargo_match::warehouse::{WarehouseKey, refresh_patch};
 
 /// Why a request is answered with an error before any Warehouse is touched.
@@ -113,14 +116,17 @@ impl WarehouseOut {
     }
 }
 
-/// Extracts the token from `{anything}{base}/quay/{token}`: the last segment, after Go-style
-/// percent-decoding of the path (Kargo compares the decoded path). A stage prefix (`/prod`)
-/// before the base path is allowed; a trailing `/` is not, as in Kargo.
+/// The token of a path that is exactly `{base}/quay/{token}`, after Go-style percent-decoding
+/// (Kargo compares the decoded `r.URL.Path` with each receiver's path for equality, §1.2).
+///
+/// Nothing before the base path is accepted (`//quay/T`, `/x/quay/T`, `/./quay/T` and
+/// `/x/../quay/T` are all unknown paths, as in Kargo, whose mux redirects them without
+/// routing); a trailing `/` or anything after the token does not match either.
 pub fn token_from_path(path: &str, base_path: &str) -> Option<String> {
     let decoded = percent_decode(path)?;
-    let (prefix, token) = decoded.rsplit_once("/quay/")?;
-    // `base_path` is cleaned (`/a/b` or empty), so `ends_with` also checks the segment boundary.
-    if token.is_empty() || token.contains('/') || !prefix.ends_with(base_path) {
+    // `base_path` is cleaned (`/a/b` or empty), so the prefix ends on a segment boundary.
+    let token = decoded.strip_prefix(base_path)?.strip_prefix("/quay/")?;
+    if token.is_empty() || token.contains('/') {
         return None;
     }
     Some(token.to_owned())
@@ -144,11 +150,82 @@ fn percent_decode(path: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Answers one delivery. Never fails: every problem becomes a status code and a JSON body.
+/// What the request head says: everything a delivery decides before reading a body byte.
+#[derive(Clone, Debug)]
+pub struct Head {
+    /// The HTTP method.
+    pub method: Method,
+    /// The request path as received (query excluded), before percent-decoding.
+    pub path: String,
+    /// The declared `Content-Length`, when there is one that parses.
+    pub content_length: Option<u64>,
+    /// Time the Lambda invocation has left (absent outside Lambda).
+    pub remaining: Option<Duration>,
+}
+
+impl Head {
+    /// The head of a request from the Lambda runtime.
+    ///
+    /// The path is the one API Gateway sent (`rawPath`, or `path` of a REST event). lambda_http
+    /// prefixes a REST event's URI with the stage it reports; routing on the path API Gateway
+    /// actually received strips exactly that stage and nothing else.
+    pub fn of(req: &Request) -> Head {
+        let raw = req.raw_http_path();
+        let path = if raw.is_empty() {
+            req.uri().path()
+        } else {
+            raw
+        }
+        .to_owned();
+        Head {
+            method: req.method().clone(),
+            path,
+            content_length: declared_length(req.headers()),
+            remaining: lambda_remaining(req),
+        }
+    }
+}
+
+/// The `Content-Length` header as a number, if present and valid.
+pub fn declared_length(headers: &header::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// A request whose head passed every check: a known receiver, an acceptable declared length.
+#[derive(Debug)]
+pub struct Admitted {
+    matched: Match,
+    remaining: Option<Duration>,
+}
+
+/// Answers one delivery from the Lambda runtime (the body is already in the event).
 pub async fn handle<S: SecretSource, C: Connector>(
     state: &State<S, C>,
     req: Request,
 ) -> Response<Body> {
+    let head = Head::of(&req);
+    answer(state, &head, || async { Ok(req.body().as_ref()) }).await
+}
+
+/// Answers one delivery, reading the body (through `read_body`) only once the head is admitted.
+///
+/// Never fails: every problem becomes a status code and a JSON body. `read_body` may itself
+/// refuse the body, e.g. [`Rejection::TooLarge`] for a chunked upload past the limit.
+pub async fn answer<S, C, F, Fut, B>(
+    state: &State<S, C>,
+    head: &Head,
+    read_body: F,
+) -> Response<Body>
+where
+    S: SecretSource,
+    C: Connector,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<B, Rejection>>,
+    B: AsRef<[u8]>,
+{
     let span = tracing::info_span!(
         "delivery",
         project = tracing::field::Empty,
@@ -156,7 +233,13 @@ pub async fn handle<S: SecretSource, C: Connector>(
     );
     async {
         let started = std::time::Instant::now();
-        let result = process(state, &req).await;
+        let result = match admit(state, head).await {
+            Ok(admitted) => match read_body().await {
+                Ok(body) => deliver(state, admitted, body.as_ref()).await,
+                Err(rejection) => Err(rejection),
+            },
+            Err(rejection) => Err(rejection),
+        };
         let elapsed = started.elapsed().as_millis() as u64;
         let response = respond(&result);
         let status = response.status().as_u16();
@@ -218,19 +301,20 @@ fn remaining_until(deadline_ms: u64, now_ms: u64) -> Option<Duration> {
     (deadline_ms > now_ms).then(|| Duration::from_millis(deadline_ms - now_ms))
 }
 
-/// The steps of one delivery.
+/// The checks on the request head, in Kargo's order where Kargo has them: the path must be
+/// `{base}/quay/{token}` (404), the method POST (405), the token a receiver's (404), and the
+/// declared length within the limit (413). No body byte is needed for any of them.
 ///
 /// # Errors
-/// A [`Rejection`] for everything answered before the patches.
-pub async fn process<S: SecretSource, C: Connector>(
+/// A [`Rejection`] for the first check that fails.
+pub async fn admit<S: SecretSource, C: Connector>(
     state: &State<S, C>,
-    req: &Request,
-) -> Result<Outcome, Rejection> {
-    if req.method() != Method::POST {
+    head: &Head,
+) -> Result<Admitted, Rejection> {
+    let token = token_from_path(&head.path, &state.config.base_path).ok_or(Rejection::NotFound)?;
+    if head.method != Method::POST {
         return Err(Rejection::MethodNotAllowed);
     }
-    let token =
-        token_from_path(req.uri().path(), &state.config.base_path).ok_or(Rejection::NotFound)?;
     let matched = state
         .authenticate(&token)
         .await
@@ -242,22 +326,37 @@ pub async fn process<S: SecretSource, C: Connector>(
     if matched.previous {
         tracing::warn!("token matched the previous secret: update the URL in Quay");
     }
+    if head
+        .content_length
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(Rejection::TooLarge);
+    }
+    Ok(Admitted {
+        matched,
+        remaining: head.remaining,
+    })
+}
 
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let body: &[u8] = req.body().as_ref();
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) || body.len() > MAX_BODY_BYTES {
+/// The steps after the head: size → payload → index → plan → patches.
+///
+/// # Errors
+/// A [`Rejection`] for everything answered before the patches.
+pub async fn deliver<S: SecretSource, C: Connector>(
+    state: &State<S, C>,
+    admitted: Admitted,
+    body: &[u8],
+) -> Result<Outcome, Rejection> {
+    if body.len() > MAX_BODY_BYTES {
         return Err(Rejection::TooLarge);
     }
     let push = Push::parse(body).map_err(Rejection::BadPayload)?;
     let urls = candidate_urls(&push.docker_url);
     let tags = push.tags();
 
+    let matched = admitted.matched;
     let namespace = (!matched.id.project.is_empty()).then_some(matched.id.project.as_str());
-    let budget = Budget::within(state.config.request_timeout, lambda_remaining(req));
+    let budget = Budget::within(state.config.request_timeout, admitted.remaining);
     let index = state
         .index(namespace, &urls, &budget)
         .await
@@ -266,8 +365,8 @@ pub async fn process<S: SecretSource, C: Connector>(
     let mut outcome = refresh(state, namespace, &plan, &budget).await;
     outcome.test_notification = push.is_test_notification();
     outcome.receiver = ReceiverOut {
-        project: matched.id.project,
-        name: matched.id.receiver,
+        project: matched.id.project.clone(),
+        name: matched.id.receiver.clone(),
         previous_secret: matched.previous,
     };
     outcome.repositories = urls.iter().map(ToString::to_string).collect();
@@ -380,7 +479,9 @@ pub fn respond(result: &Result<Outcome, Rejection>) -> Response<Body> {
                     StatusCode::SERVICE_UNAVAILABLE,
                     Some("receiver secrets unavailable".into()),
                 ),
-                Rejection::Cluster(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(Chain(r).to_string())),
+                Rejection::Cluster(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, Some(Chain(r).to_string()))
+                }
             };
             let body = match message {
                 Some(m) => serde_json::json!({ "error": m }),
@@ -411,42 +512,55 @@ mod tests {
     use crate::cause::Cause;
 
     #[test]
-    fn token_is_the_last_segment_after_base_and_quay() {
+    fn routing_accepts_exactly_base_quay_token() {
         let t = "3e6315f59f25bc201ec77ebb7818c057c4406a4b58d930f27d651b6af36395a9";
         let ok = |path: &str, base: &str| token_from_path(path, base);
         assert_eq!(ok(&format!("/quay/{t}"), ""), Some(t.to_owned()));
-        assert_eq!(
-            ok(&format!("/prod/quay/{t}"), ""),
-            Some(t.to_owned()),
-            "stage prefix"
-        );
         assert_eq!(
             ok(&format!("/webhooks/quay/{t}"), "/webhooks"),
             Some(t.to_owned())
         );
         assert_eq!(
-            ok(&format!("/prod/webhooks/quay/{t}"), "/webhooks"),
-            Some(t.to_owned())
-        );
-        assert_eq!(
-            ok(&format!("/quay/{t}"), "/webhooks"),
-            None,
-            "base path required"
-        );
-        assert_eq!(ok(&format!("/xwebhooks/quay/{t}"), "/webhooks"), None);
-        assert_eq!(
-            ok(&format!("/quay/{t}/"), ""),
-            None,
-            "trailing slash does not match, as in Kargo"
-        );
-        assert_eq!(ok("/quay/", ""), None);
-        assert_eq!(ok("/github/abc", ""), None);
-        assert_eq!(
             ok("/quay/%61bc", ""),
             Some("abc".into()),
-            "percent-decoded like Go"
+            "percent-decoded like Go's r.URL.Path"
         );
-        assert_eq!(ok("/quay/%zz", ""), None);
+        // Kargo compares the whole path for equality (§1.2): nothing before `{base}/quay/`,
+        // nothing after the token.
+        for (path, base) in [
+            (format!("/quay/{t}"), "/webhooks"),
+            (format!("/xwebhooks/quay/{t}"), "/webhooks"),
+            (format!("/x/webhooks/quay/{t}"), "/webhooks"),
+            (format!("/webhooks/quay/{t}"), ""),
+            (format!("/prod/quay/{t}"), ""),
+            (format!("//quay/{t}"), ""),
+            (format!("/./quay/{t}"), ""),
+            (format!("/x/../quay/{t}"), ""),
+            (format!("/x/%2e%2e/quay/{t}"), ""),
+            (format!("/anything/quay/{t}"), ""),
+            (format!("/github/x/quay/{t}"), ""),
+            (format!("/quay/{t}/quay/{t}"), ""),
+            (format!("/quay//{t}"), ""),
+            (format!("/quay/{t}/"), ""),
+            ("/quay/".to_owned(), ""),
+            ("/github/abc".to_owned(), ""),
+            ("/quay/%zz".to_owned(), ""),
+        ] {
+            assert_eq!(ok(&path, base), None, "{path} with base {base:?}");
+        }
+    }
+
+    #[test]
+    fn a_rest_event_routes_on_the_path_api_gateway_received_not_the_stage_prefixed_uri() {
+        let event = include_str!("../events/push-rest-v1.json");
+        let req = lambda_http::request::from_str(event).expect("a REST event");
+        assert!(
+            req.uri().path().starts_with("/prod/quay/"),
+            "lambda_http adds the stage"
+        );
+        let head = Head::of(&req);
+        assert!(head.path.starts_with("/quay/"), "{}", head.path);
+        assert_eq!(head.method, Method::POST);
     }
 
     #[test]
@@ -487,7 +601,9 @@ mod tests {
         );
         assert_eq!(body(Rejection::MethodNotAllowed).0, 405);
         assert_eq!(
-            body(Rejection::Secrets(SecretsError::Unavailable(Cause::new("x")))),
+            body(Rejection::Secrets(SecretsError::Unavailable(Cause::new(
+                "x"
+            )))),
             (503, "{\"error\":\"receiver secrets unavailable\"}\n".into())
         );
     }

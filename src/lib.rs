@@ -17,6 +17,8 @@
 //!
 //! The I/O shell, behind traits so the core runs without a network:
 //! - [`secrets`]: receiver secrets and the kubeconfig (AWS Secrets Manager or files).
+//! - [`receivers`]: the receiver tokens, cached: single-flight fetches, stamped attempts,
+//!   stale-while-revalidate.
 //! - [`cluster`]: list and merge-patch Warehouses through `kube`.
 //! - [`retry`]: the request's time budget and bounded retries.
 //! - [`state`]: caches that live across warm invocations.
@@ -34,6 +36,7 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod handler;
+pub mod receivers;
 pub mod retry;
 pub mod secrets;
 pub mod serve;

@@ -150,7 +150,9 @@ fn redact_serde(e: &serde_json::Error) -> String {
 }
 
 /// Where receiver secrets and the kubeconfig are read from.
-pub trait SecretSource: Send + Sync {
+///
+/// `'static` because receiver fetches run as tasks of their own (see [`crate::receivers`]).
+pub trait SecretSource: Send + Sync + 'static {
     /// Reads every configured receiver secret, in as few round trips as the store allows.
     ///
     /// # Errors

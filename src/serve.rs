@@ -19,9 +19,9 @@ use tokio::net::TcpListener;
 
 use crate::cluster::Connector;
 use crate::handler;
-use kargo_match::quay::MAX_BODY_BYTES;
 use crate::secrets::SecretSource;
 use crate::state::State;
+use kargo_match::quay::MAX_BODY_BYTES;
 
 /// Serves `state` on `listener` until `shutdown` completes; connections in flight finish.
 ///
@@ -71,9 +71,23 @@ async fn answer<S: SecretSource, C: Connector>(
     if parts.uri.path() == "/healthz" {
         return hyper::Response::new(Full::new(Bytes::new()));
     }
-    let body = read_capped(body, MAX_BODY_BYTES + 1).await;
-    let request = lambda_http::Request::from_parts(parts, lambda_http::Body::Binary(body));
-    let response = handler::handle(state, request).await;
+    let head = handler::Head {
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        content_length: handler::declared_length(&parts.headers),
+        remaining: None,
+    };
+    // The body is read only once the head is admitted: an unknown path or token, a wrong
+    // method or a declared length over the limit is answered without reading a byte (and
+    // without `100 Continue`, which hyper sends only when the body is first polled).
+    let response = handler::answer(state, &head, || async {
+        let body = read_capped(body, MAX_BODY_BYTES + 1).await;
+        if body.len() > MAX_BODY_BYTES {
+            return Err(handler::Rejection::TooLarge);
+        }
+        Ok(body)
+    })
+    .await;
     let (parts, body) = response.into_parts();
     hyper::Response::from_parts(parts, Full::new(Bytes::from(body.as_ref().to_vec())))
 }

@@ -12,25 +12,19 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::cause::Chain;
-use crate::cluster::{ClusterError, Connector, WarehouseStore};
-use crate::config::Config;
 use kargo_match::index::Index;
-use crate::retry::{Budget, retrying};
-use crate::secrets::{Receivers, SecretSource, SecretsError};
-use kargo_match::token::{Match, ReceiverId, TokenSet};
+use kargo_match::token::Match;
 use kargo_match::urls::RepoUrl;
 use kargo_match::warehouse::WarehouseKey;
 
-/// Which Warehouses a receiver may refresh: one project's namespace, or all (cluster-level).
-pub type Scope = Option<String>;
+use crate::cause::Chain;
+use crate::cluster::{ClusterError, Connector, WarehouseStore};
+use crate::config::Config;
+use crate::receivers::ReceiverCache;
+use crate::retry::{Budget, retrying};
+use crate::secrets::{SecretSource, SecretsError};
 
-/// Receivers known at one point in time.
-struct ReceiverCache {
-    tokens: TokenSet,
-    scopes: Vec<Scope>,
-    fetched: Instant,
-}
+pub use crate::receivers::Scope;
 
 struct CachedIndex {
     index: Arc<Index>,
@@ -41,13 +35,12 @@ struct CachedIndex {
 pub struct State<S: SecretSource, C: Connector> {
     /// The parsed configuration.
     pub config: Config,
-    secrets: S,
+    secrets: Arc<S>,
     connector: C,
-    receivers: RwLock<Option<Arc<ReceiverCache>>>,
-    /// When an unknown token last caused a re-fetch.
-    last_miss_fetch: Mutex<Option<Instant>>,
+    receivers: ReceiverCache<S>,
     store: RwLock<Option<Arc<C::Store>>>,
-    /// Serializes reconnects, so concurrent 401s re-read the kubeconfig once.
+    /// Serializes kubeconfig reads and connects (the first one, and after 401s), so
+    /// concurrent requests share one.
     reconnecting: tokio::sync::Mutex<()>,
     indexes: Mutex<HashMap<Scope, CachedIndex>>,
 }
@@ -69,12 +62,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl<S: SecretSource, C: Connector> State<S, C> {
     /// Builds empty state; nothing is fetched until [`State::prefetch`] or the first request.
     pub fn new(config: Config, secrets: S, connector: C) -> Self {
+        let secrets = Arc::new(secrets);
+        let receivers = ReceiverCache::new(
+            secrets.clone(),
+            config.secrets_ttl,
+            config.secrets_miss_interval,
+        );
         Self {
             config,
             secrets,
             connector,
-            receivers: RwLock::new(None),
-            last_miss_fetch: Mutex::new(None),
+            receivers,
             store: RwLock::new(None),
             reconnecting: tokio::sync::Mutex::new(()),
             indexes: Mutex::new(HashMap::new()),
@@ -83,7 +81,7 @@ impl<S: SecretSource, C: Connector> State<S, C> {
 
     /// The secret source (for commands that inspect it).
     pub fn secrets(&self) -> &S {
-        &self.secrets
+        self.secrets.as_ref()
     }
 
     /// Fetches receivers, connects and lists the Warehouses of every receiver's scope, so the
@@ -91,7 +89,7 @@ impl<S: SecretSource, C: Connector> State<S, C> {
     /// request to retry.
     pub async fn prefetch(&self) {
         let started = std::time::Instant::now();
-        let scopes = match self.fetch_receivers().await {
+        let scopes = match self.receivers.refresh().await {
             Ok(cache) => cache.scopes.clone(),
             Err(e) => {
                 tracing::warn!(cause = %Chain(&e), "prefetch: receiver secrets unavailable");
@@ -114,90 +112,13 @@ impl<S: SecretSource, C: Connector> State<S, C> {
         );
     }
 
-    async fn fetch_receivers(&self) -> Result<Arc<ReceiverCache>, SecretsError> {
-        let Receivers {
-            receivers,
-            problems,
-        } = self.secrets.receivers().await?;
-        for problem in &problems {
-            tracing::warn!(cause = %Chain(problem), "receiver secret skipped");
-        }
-        let mut tokens = TokenSet::new();
-        let mut scopes: Vec<Scope> = Vec::new();
-        for r in &receivers {
-            let id = ReceiverId {
-                project: r.project.clone(),
-                receiver: r.receiver.clone(),
-            };
-            tokens.insert(id.clone(), &r.secret, false);
-            if let Some(previous) = &r.previous_secret {
-                tokens.insert(id, previous, true);
-            }
-            let scope = (!r.project.is_empty()).then(|| r.project.clone());
-            if !scopes.contains(&scope) {
-                scopes.push(scope);
-            }
-        }
-        tracing::info!(
-            receivers = receivers.len(),
-            skipped = problems.len(),
-            "receiver secrets loaded"
-        );
-        let cache = Arc::new(ReceiverCache {
-            tokens,
-            scopes,
-            fetched: Instant::now(),
-        });
-        *write(&self.receivers) = Some(cache.clone());
-        Ok(cache)
-    }
-
-    /// Finds the receiver a presented token belongs to.
-    ///
-    /// Uses the cached receivers while fresh. An expired cache is re-fetched; if that fails, the
-    /// stale cache keeps serving (with a warning) rather than turning a Secrets Manager outage
-    /// into an outage of every receiver. An unknown token re-fetches at most once per
-    /// `secrets_miss_interval`, so a receiver added at run time works without a redeploy and a
-    /// flood of bad tokens cannot hammer Secrets Manager.
+    /// Finds the receiver a presented token belongs to: see [`ReceiverCache::authenticate`]
+    /// for how the cache stays fresh without letting a flood or an outage turn into fetches.
     ///
     /// # Errors
     /// [`SecretsError`] when there is no cache and the store cannot be read.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Match>, SecretsError> {
-        let cached = read(&self.receivers).clone();
-        let cache = match cached {
-            Some(c) if c.fetched.elapsed() < self.config.secrets_ttl => c,
-            stale => match self.fetch_receivers().await {
-                Ok(c) => c,
-                Err(e) => match stale {
-                    Some(c) => {
-                        tracing::warn!(cause = %Chain(&e), "receiver secrets unavailable; using the expired cache");
-                        c
-                    }
-                    None => return Err(e),
-                },
-            },
-        };
-        if let Some(m) = cache.tokens.verify(token) {
-            return Ok(Some(m));
-        }
-        if cache.fetched.elapsed() < self.config.secrets_miss_interval || !self.claim_miss_fetch() {
-            return Ok(None);
-        }
-        tracing::debug!("unknown token: re-reading receiver secrets");
-        Ok(self.fetch_receivers().await?.tokens.verify(token))
-    }
-
-    /// Takes the one re-fetch an interval allows; false when one happened too recently.
-    fn claim_miss_fetch(&self) -> bool {
-        let mut last = lock(&self.last_miss_fetch);
-        let now = Instant::now();
-        match *last {
-            Some(t) if now.duration_since(t) < self.config.secrets_miss_interval => false,
-            _ => {
-                *last = Some(now);
-                true
-            }
-        }
+        self.receivers.authenticate(token).await
     }
 
     /// The cluster store, connecting (reading the kubeconfig secret) on first use.
@@ -208,14 +129,18 @@ impl<S: SecretSource, C: Connector> State<S, C> {
         if let Some(store) = read(&self.store).clone() {
             return Ok(store);
         }
+        // Held across the await on purpose: concurrent first requests (or the prefetch of
+        // several scopes) share one kubeconfig read and one connect.
+        let _guard = self.reconnecting.lock().await;
+        if let Some(store) = read(&self.store).clone() {
+            return Ok(store);
+        }
         self.reconnect().await
     }
 
-    /// Re-reads the kubeconfig secret and builds a new client (after a 401: rotated token).
-    ///
-    /// # Errors
-    /// [`StateError`] when the kubeconfig cannot be read or used.
-    pub async fn reconnect(&self) -> Result<Arc<C::Store>, StateError> {
+    /// Re-reads the kubeconfig secret and builds a new client (first use, or after a 401:
+    /// rotated token). Callers hold `reconnecting`, so concurrent callers share one read.
+    async fn reconnect(&self) -> Result<Arc<C::Store>, StateError> {
         let kubeconfig = self
             .secrets
             .kubeconfig()
@@ -335,7 +260,7 @@ impl<S: SecretSource, C: Connector> State<S, C> {
 
     /// How long ago the receivers were fetched, if ever (for `quayhook check` and tests).
     pub fn receivers_age(&self) -> Option<Duration> {
-        read(&self.receivers).as_ref().map(|c| c.fetched.elapsed())
+        self.receivers.age()
     }
 }
 

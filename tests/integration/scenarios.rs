@@ -428,6 +428,56 @@ async fn bad_json_is_400_and_other_methods_are_405() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn only_the_exact_receiver_path_routes_as_in_kargo() {
+    let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
+    let token = h.receiver(NS, "quay", "s3cret-route", None).await;
+    let body = push(QUAY_REPO, &["v1"]);
+    for path in [
+        format!("//quay/{token}"),
+        format!("/./quay/{token}"),
+        format!("/x/../quay/{token}"),
+        format!("/x/%2e%2e/quay/{token}"),
+        format!("/anything/quay/{token}"),
+        format!("/github/x/quay/{token}"),
+        format!("/quay/{token}/quay/{token}"),
+        format!("/quay/{token}/"),
+    ] {
+        let event = event_v2("POST", &path, body.as_bytes(), false, &[]);
+        assert_eq!(h.send(&event).await, (404, json!({})), "{path}");
+    }
+    // An unknown path is 404 whatever the method: the route is decided first.
+    let event = event_v2("GET", &format!("/x/quay/{token}"), b"", false, &[]);
+    assert_eq!(h.send(&event).await, (404, json!({})));
+    assert_eq!(h.refreshed_at(NS, "w"), None, "nothing refreshed");
+
+    // With a base path, only `{base}/quay/{token}`.
+    let mut config = h.state.config.clone();
+    config.base_path = "/hooks".into();
+    let based = h.state_with(config, Switchable::new(&h));
+    for (path, status) in [
+        (format!("/hooks/quay/{token}"), 200),
+        (format!("/x/hooks/quay/{token}"), 404),
+        (format!("/quay/{token}"), 404),
+    ] {
+        let event = event_v2("POST", &path, body.as_bytes(), false, &[]);
+        let answer = quayhook_testkit::harness::parts(
+            quayhook::handler::handle(&based, quayhook_testkit::events::request(&event)).await,
+        );
+        assert_eq!(answer.0, status, "{path}: {}", answer.1);
+    }
+    // And with an empty base, a path under another prefix is unknown.
+    let event = event_v2(
+        "POST",
+        &format!("/hooks/quay/{token}"),
+        body.as_bytes(),
+        false,
+        &[],
+    );
+    assert_eq!(h.send(&event).await, (404, json!({})));
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_warehouse_deleted_since_the_list_is_reported_gone_and_dropped() {
     let h = Harness::start(setup(vec![
         wh(NS, "kept").image(QUAY_REPO, json!({})).json(),
@@ -648,13 +698,22 @@ async fn an_expired_receiver_cache_keeps_serving_while_secrets_manager_is_down()
     let token = h.receiver(NS, "quay", "s3cret-stale", None).await;
     let mut config = h.state.config.clone();
     config.secrets_ttl = Duration::ZERO; // every request wants a re-fetch
+    config.secrets_miss_interval = Duration::ZERO; // and may start one
     let state = h.state_with(config, Switchable::new(&h));
     let body = push(QUAY_REPO, &["v1"]);
     assert_eq!(deliver(&state, &token, &body).await.0, 200);
     state.secrets().down.store(true, SeqCst);
     let (status, body) = deliver(&state, &token, &body).await;
     assert_eq!(status, 200, "served from the expired cache: {body}");
-    assert!(quayhook_testkit::logs::snapshot().contains("using the expired cache"));
+    // The refresh ran beside the delivery and failed on its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !quayhook_testkit::logs::snapshot().contains("receiver secrets unavailable") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed refresh is logged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     h.assert_no_leaks();
 }
 

@@ -1,7 +1,9 @@
 //! What `State` keeps across warm invocations, on the test kit's in-memory fakes with paused
-//! tokio time: the receiver cache (TTL, the unknown-token re-fetch, the stale cache during a
-//! secret store outage), the single reconnect after concurrent 401s, and the Warehouse index
-//! (TTL, the re-list for a push nobody subscribes to, dropping a Warehouse after its 404).
+//! tokio time: the receiver cache (TTL, single-flight fetches, one attempt per interval
+//! whatever the outcome, stale-while-revalidate during a secret store outage or hang, the
+//! unknown-token re-fetch), one kubeconfig read for a cold start, the single reconnect after
+//! concurrent 401s, and the Warehouse index (TTL, the re-list for a push nobody subscribes to,
+//! dropping a Warehouse after its 404).
 //!
 //! `State` stamps its caches with `tokio::time::Instant`, so `tokio::time::advance` ages them
 //! without waiting. No Python, no network.
@@ -130,7 +132,10 @@ async fn an_expired_receiver_cache_keeps_serving_while_the_secret_store_is_down(
     let secrets = FakeSecrets::new();
     let token = secrets.add(NS, "quay", "s3cret", None);
     let state = state(
-        &[("QUAYHOOK_SECRETS_TTL", "60s")],
+        &[
+            ("QUAYHOOK_SECRETS_TTL", "60s"),
+            ("QUAYHOOK_SECRETS_MISS_INTERVAL", "10s"),
+        ],
         &secrets,
         &FakeCluster::new(),
     );
@@ -140,37 +145,171 @@ async fn an_expired_receiver_cache_keeps_serving_while_the_secret_store_is_down(
         .on_receivers()
         .always(Step::fail(fakes::unavailable()));
     advance(secs(61)).await;
-    assert!(
-        state.authenticate(&token).await.unwrap().is_some(),
-        "the stale cache answers"
-    );
-    assert!(state.authenticate(&token).await.unwrap().is_some());
+    for _ in 0..50 {
+        assert!(
+            state.authenticate(&token).await.unwrap().is_some(),
+            "the stale cache answers"
+        );
+    }
+    settle().await;
     assert_eq!(
         secrets.receivers_calls(),
-        3,
-        "each request tries the store again"
+        2,
+        "a failed refresh is stamped: no second attempt within the interval"
     );
+    advance(secs(10)).await;
+    assert!(state.authenticate(&token).await.unwrap().is_some());
+    settle().await;
+    assert_eq!(secrets.receivers_calls(), 3, "one attempt per interval");
 
-    // Once the store is back, the next request refreshes the cache.
+    // Once the store is back, the next allowed refresh replaces the cache.
     secrets.on_receivers().reset();
     secrets.remove(NS, "quay");
-    assert!(state.authenticate(&token).await.unwrap().is_none());
+    advance(secs(10)).await;
+    assert!(
+        state.authenticate(&token).await.unwrap().is_some(),
+        "answered from the stale cache while the refresh runs beside it"
+    );
+    settle().await;
     assert_eq!(state.receivers_age(), Some(Duration::ZERO));
+    assert!(state.authenticate(&token).await.unwrap().is_none());
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_any_cache_a_secret_store_outage_is_an_error() {
+async fn a_hanging_secret_store_does_not_delay_a_token_the_stale_cache_knows() {
+    let secrets = FakeSecrets::new();
+    let token = secrets.add(NS, "quay", "s3cret", None);
+    let state = state(
+        &[("QUAYHOOK_SECRETS_TTL", "60s")],
+        &secrets,
+        &FakeCluster::new(),
+    );
+    assert!(state.authenticate(&token).await.unwrap().is_some());
+
+    secrets.on_receivers().always(Step::hang());
+    advance(secs(61)).await;
+    let started = tokio::time::Instant::now();
+    assert!(state.authenticate(&token).await.unwrap().is_some());
+    assert_eq!(started.elapsed(), Duration::ZERO, "answered at once");
+    settle().await;
+    assert_eq!(
+        secrets.receivers_calls(),
+        2,
+        "the refresh started beside it"
+    );
+    assert!(state.authenticate(&token).await.unwrap().is_some());
+    settle().await;
+    assert_eq!(secrets.receivers_calls(), 2, "joined, not started again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_unknown_tokens_share_one_fetch_when_the_cache_just_expired() {
+    let secrets = FakeSecrets::new();
+    let token = secrets.add(NS, "quay", "s3cret", None);
+    let state = state(
+        &[("QUAYHOOK_SECRETS_TTL", "60s")],
+        &secrets,
+        &FakeCluster::new(),
+    );
+    assert!(state.authenticate(&token).await.unwrap().is_some());
+    secrets.on_receivers().always(Step::delay(secs(1)));
+    advance(secs(61)).await;
+
+    let unknown: Vec<String> = (0..100).map(|i| format!("{i:064x}")).collect();
+    let answers = futures::future::join_all(unknown.iter().map(|t| state.authenticate(t))).await;
+    assert!(answers.iter().all(|a| matches!(a, Ok(None))));
+    assert_eq!(secrets.receivers_calls(), 2, "one fetch, shared by all 100");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_sees_one_attempt_per_interval_however_many_tokens_arrive() {
+    let secrets = FakeSecrets::new();
+    let token = secrets.add(NS, "quay", "s3cret", None);
+    let state = state(
+        &[
+            ("QUAYHOOK_SECRETS_TTL", "60s"),
+            ("QUAYHOOK_SECRETS_MISS_INTERVAL", "10s"),
+        ],
+        &secrets,
+        &FakeCluster::new(),
+    );
+    assert!(state.authenticate(&token).await.unwrap().is_some());
+    secrets
+        .on_receivers()
+        .always(Step::fail(fakes::unavailable()).after(Duration::from_millis(5)));
+    advance(secs(61)).await;
+
+    // 200 unknown tokens over 2 s, ten every 100 ms.
+    for round in 0..20 {
+        let unknown: Vec<String> = (0..10).map(|i| format!("{round:032x}{i:032x}")).collect();
+        let answers =
+            futures::future::join_all(unknown.iter().map(|t| state.authenticate(t))).await;
+        assert!(answers.iter().all(|a| matches!(a, Ok(None))));
+        advance(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        secrets.receivers_calls(),
+        2,
+        "one attempt in the 2 s, whatever the outcome"
+    );
+    assert!(
+        state.authenticate(&token).await.unwrap().is_some(),
+        "known tokens still pass"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_any_cache_a_secret_store_outage_is_an_error_stamped_for_the_interval() {
     let secrets = FakeSecrets::new();
     let token = secrets.add(NS, "quay", "s3cret", None);
     secrets
         .on_receivers()
         .then(Step::fail(fakes::unavailable()).after(secs(1)));
-    let state = state(&[], &secrets, &FakeCluster::new());
+    let state = state(
+        &[("QUAYHOOK_SECRETS_MISS_INTERVAL", "10s")],
+        &secrets,
+        &FakeCluster::new(),
+    );
     assert!(matches!(
         state.authenticate(&token).await,
         Err(SecretsError::Unavailable(_))
     ));
+    assert!(
+        matches!(
+            state.authenticate(&token).await,
+            Err(SecretsError::Unavailable(_))
+        ),
+        "the last error, without calling the store again"
+    );
+    assert_eq!(secrets.receivers_calls(), 1);
+    advance(secs(10)).await;
     assert!(state.authenticate(&token).await.unwrap().is_some());
+    assert_eq!(secrets.receivers_calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cold_start_with_two_scopes_reads_the_kubeconfig_once() {
+    let secrets = FakeSecrets::new();
+    secrets.add(NS, "quay", "s3cret", None);
+    secrets.add("other", "quay", "s3cret", None);
+    secrets
+        .on_kubeconfig()
+        .always(Step::delay(Duration::from_millis(50)));
+    let cluster = FakeCluster::new()
+        .with(wh(NS, "a").image(QUAY_REPO, json!({})))
+        .with(wh("other", "b").image(QUAY_REPO, json!({})));
+    let state = state(&[], &secrets, &cluster);
+    state.prefetch().await;
+    assert_eq!(secrets.kubeconfig_calls(), 1, "one read for both scopes");
+    assert_eq!(cluster.connect_calls(), 1);
+    assert_eq!(cluster.list_calls(), 2, "one list per scope");
+}
+
+/// Lets spawned fetches run to completion (paused time advances only when all tasks idle).
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
 }
 
 #[tokio::test(start_paused = true)]
