@@ -7,46 +7,46 @@ BENCH_DIR    ?= target/bench
 BENCH_RUNS   ?= 5
 BENCH_REPS   ?= 3
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := payload urls semver warehouse handler
+FUZZ_TARGETS := payload urls semver warehouse handler lambda_event
 CARGO_FUZZ_VERSION := 0.13.2
 
 # Measurements run in the release profile; the report only reads JSON, so a dev build will do.
-HARNESS_RELEASE := target/release/examples/bench-harness
-REPORT = $(CARGO) run --quiet --locked --example bench-harness -- report \
+HARNESS_RELEASE := target/release/xtask
+REPORT = $(CARGO) run --quiet --locked -p xtask -- report \
 	--dir $(BENCH_DIR) --criterion target/criterion --out BENCHMARKS.md
 
 .PHONY: bench
-bench: venv build bench-harness bench-start bench-pure bench-roundtrips bench-coldstart bench-size ## Benchmarks 1-4 (round trips vs Kargo, criterion, cold start, memory, size) into BENCHMARKS.md
+bench: venv build bench-xtask bench-start bench-pure bench-roundtrips bench-coldstart bench-size ## Benchmarks 1-4 (round trips vs Kargo, criterion, cold start, memory, size) into BENCHMARKS.md
 	echo $$(( $$(date +%s) - $$(cat $(BENCH_DIR)/bench.start) )) > $(BENCH_DIR)/bench.seconds
 	$(REPORT)
 	@echo "BENCHMARKS.md updated"
 
-.PHONY: bench-harness
-bench-harness:
+.PHONY: bench-xtask
+bench-xtask:
 	mkdir -p $(BENCH_DIR)
-	$(CARGO) build --release --locked --example bench-harness
+	$(CARGO) build --release --locked -p xtask
 
 # When the measurements of `make bench` start (after the builds), for the time it takes.
 .PHONY: bench-start
-bench-start: bench-harness
+bench-start: bench-xtask
 	date +%s > $(BENCH_DIR)/bench.start
 
 .PHONY: bench-pure
-bench-pure: bench-harness ## Benchmark 2 alone: criterion over the pure path
+bench-pure: bench-xtask ## Benchmark 2 alone: criterion over the pure path
 	$(HARNESS_RELEASE) machine --out $(BENCH_DIR)/criterion-machine.json
 	$(CARGO) bench --locked --bench pure
 
 .PHONY: bench-roundtrips
-bench-roundtrips: venv bench-harness ## Benchmark 1 alone: round trips and latency vs Kargo's model (20 ms per call)
+bench-roundtrips: venv bench-xtask ## Benchmark 1 alone: round trips and latency vs Kargo's model (20 ms per call)
 	$(HARNESS_RELEASE) roundtrips --runs $(BENCH_REPS) --out $(BENCH_DIR)/roundtrips.json
 
 .PHONY: bench-coldstart
-bench-coldstart: venv build bench-harness ## Benchmarks 3-4 alone: cold start of target/release/quayhook, peak RSS
+bench-coldstart: venv build bench-xtask ## Benchmarks 3-4 alone: cold start of target/release/quayhook, peak RSS
 	$(HARNESS_RELEASE) coldstart --bin target/release/quayhook --runs $(BENCH_RUNS) --out $(BENCH_DIR)/coldstart.json
 	$(HARNESS_RELEASE) memory --out $(BENCH_DIR)/memory.json
 
 .PHONY: bench-size
-bench-size: build bench-harness ## Benchmark 4 alone: binary and zip sizes (arm64 where its target is installed)
+bench-size: build bench-xtask ## Benchmark 4 alone: binary and zip sizes (arm64 where its target is installed)
 	@if rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux'; then \
 	  PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) lambda build --release --locked --arm64 \
 	    --bin quayhook --output-format zip --lambda-dir $(BENCH_DIR)/lambda-arm64 \
@@ -83,7 +83,7 @@ fuzz: fuzz-tools ## Run every fuzz target for FUZZ_SECONDS (default 60) each; ex
 	  echo $$rc > $(BENCH_DIR)/fuzz-$$t.rc; \
 	  grep -E '^(Done|stat::number_of_executed_units)|SUMMARY' $(BENCH_DIR)/fuzz-$$t.log || true; \
 	done
-	$(CARGO) run --quiet --locked --example bench-harness -- fuzz-summary --dir $(BENCH_DIR) \
+	$(CARGO) run --quiet --locked -p xtask -- fuzz-summary --dir $(BENCH_DIR) \
 	  --seconds $(FUZZ_SECONDS) --targets "$(FUZZ_TARGETS)" \
 	  --engine "cargo-fuzz $$(cargo fuzz --version 2>/dev/null | awk '{print $$2}') with libFuzzer (libfuzzer-sys), RUSTC_BOOTSTRAP=1 on $$(rustc -V | cut -d' ' -f1-2), --sanitizer none, debug assertions on" \
 	  --out $(BENCH_DIR)/fuzz.json
@@ -96,5 +96,5 @@ loadtest: venv ## Burst load: 1,000 pushes in bursts of 50 with 5% API failures;
 	mkdir -p $(BENCH_DIR)
 	QUAYHOOK_LOADTEST_OUT=$(abspath $(BENCH_DIR))/loadtest.json \
 	  $(CARGO) test --release --locked --test loadtest -- --nocapture
-	$(CARGO) run --quiet --locked --example bench-harness -- machine --merge $(BENCH_DIR)/loadtest.json
+	$(CARGO) run --quiet --locked -p xtask -- machine --merge $(BENCH_DIR)/loadtest.json
 	$(REPORT)

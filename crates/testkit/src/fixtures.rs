@@ -69,3 +69,21 @@ impl From<Wh> for Value {
         w.json()
     }
 }
+
+/// The `i % 4`-th of the four subscription shapes seen in practice, on `repo`: an image with a
+/// semver constraint, Lexical with an ignore regex, Digest of `latest`, and an OCI chart with a
+/// semver range. Mixes for index sizes and benchmarks: `wh(ns, name).subscription(…)`.
+pub fn typical_subscription(i: usize, repo: &str) -> Value {
+    match i % 4 {
+        0 => json!({ "image": { "repoURL": repo, "constraint": "^1.0.0" } }),
+        1 => {
+            json!({ "image": { "repoURL": repo, "imageSelectionStrategy": "Lexical", "ignoreTagsRegexes": ["-rc"] } })
+        }
+        2 => {
+            json!({ "image": { "repoURL": repo, "imageSelectionStrategy": "Digest", "constraint": "latest" } })
+        }
+        _ => {
+            json!({ "chart": { "repoURL": format!("oci://{repo}"), "semverConstraint": ">=1.2.0 <2.0.0" } })
+        }
+    }
+}
