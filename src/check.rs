@@ -15,8 +15,8 @@ use kube::api::{Api, PostParams};
 use crate::cause::Chain;
 use crate::cluster::{KubeConnector, KubeStore, WarehouseStore, client_config};
 use crate::config::{Config, SecretsConfig};
-use kargo_match::index::Index;
 use crate::secrets::{ConfiguredSecrets, SecretSource};
+use kargo_match::index::Index;
 use kargo_match::warehouse::{GROUP, PLURAL};
 
 /// Runs every check and prints the report.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use lambda_http::lambda_runtime;
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use aws_sdk_secretsmanager::error::DisplayErrorContext;
 
 use crate::cluster::{KubeConnector, client_config};
 use crate::config::Config;
-use crate::handler;
+use crate::lambda;
 use crate::secrets::{ConfiguredSecrets, SecretSource, SecretsManager};
 use crate::state::State;
 use kargo_match::token::{SecretString, receiver_token, receiver_url, secret_from_random};
@@ -113,8 +114,10 @@ pub async fn build_state() -> anyhow::Result<State<ConfiguredSecrets, KubeConnec
 /// What failed, with context.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        None => run_lambda().await,
-        Some(Command::Serve { listen, .. }) => run_serve(listen).await,
+        // Boxed: the delivery future is deep, and one allocation per process keeps the type
+        // of `main`'s future within the compiler's layout depth limit.
+        None => Box::pin(run_lambda()).await,
+        Some(Command::Serve { listen, .. }) => Box::pin(run_serve(listen)).await,
         Some(Command::Url {
             base_url,
             secret_ids,
@@ -134,8 +137,8 @@ async fn run_lambda() -> anyhow::Result<()> {
         state.prefetch().await;
     }
     let state = &state;
-    lambda_http::run(lambda_http::service_fn(move |req| async move {
-        Ok::<_, Infallible>(handler::handle(state, req).await)
+    lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
+        Ok::<_, Infallible>(lambda::invoke(state, event).await)
     }))
     .await
     .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
@@ -151,7 +154,7 @@ async fn run_serve(listen: SocketAddr) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, base_path = %state.config.base_path, "serving");
-    crate::serve::serve(state, listener, shutdown_signal()).await?;
+    crate::serve::serve(state, listener, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -635,7 +635,7 @@ mod tests {
                 );
                 assert_eq!(
                     String::from_utf8(sent.body).unwrap(),
-                    r#"{"metadata":{"annotations":{"kargo.akuity.io/refresh":"2026-08-21T17:51:41Z"}}}"#
+                    r#"{"metadata":{"annotations":{"kargo.akuity.io/refresh":"2026-08-21T17:51:41.000000000Z"}}}"#
                 );
             };
             let key = WarehouseKey::new("kargo-demo", "w");

@@ -3,27 +3,31 @@
 //! I/O through [`State`]. [`answer`] runs [`admit`] on the request head alone (route → method →
 //! token → declared length), reads the body only then, and runs [`deliver`], a straight line
 //! of steps (size → payload → index → plan → patches), each one pure call or one call on
-//! [`State`]; [`respond`] is the only place that picks a status and a body. [`handle`] is the
-//! Lambda entry, whose body is already in the event. Nothing logs the path, the token, the body
-//! or a secret: the one `info` event per request carries the receiver, the repository, the tags
-//! and the counts.
+//! [`State`]; [`respond`] is the only place that picks a status and a body. The Lambda runtime
+//! reaches [`answer`] through [`crate::lambda`]; [`handle`] answers a `lambda_http` request
+//! (tests and fuzz targets replay events with it). Nothing logs the path, the token, the body or
+//! a secret: the one `info` event per request carries the receiver, the repository, the tags and
+//! the counts.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use lambda_http::http::{Method, StatusCode, header};
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde::Serialize;
 use tracing::Instrument;
 
 use crate::cause::Chain;
 use crate::cluster::{ClusterError, Connector, WarehouseStore};
+use crate::outcome::{Outcome, ReceiverOut, WarehouseOut, clip};
 use crate::retry::Budget;
 use crate::secrets::{SecretSource, SecretsError};
 use crate::state::{State, StateError};
-use kargo_match::index::{Plan, candidate_urls};
+use kargo_match::index::{Index, Plan, candidate_urls};
 use kargo_match::quay::{MAX_BODY_BYTES, PayloadError, Push};
 use kargo_match::token::Match;
+use kargo_match::urls::RepoUrl;
 use kargo_match::warehouse::{WarehouseKey, refresh_patch};
 
 /// Why a request is answered with an error before any Warehouse is touched.
@@ -38,82 +42,22 @@ pub enum Rejection {
     /// Returned when the body exceeds Kargo's 2 MiB limit.
     #[error("body too large")]
     TooLarge,
+    /// Returned when the body does not arrive within the read deadline (`quayhook serve`).
+    #[error("request timeout")]
+    Timeout,
     /// Returned when the body is not a Quay push payload.
     #[error("invalid payload")]
     BadPayload(#[source] PayloadError),
+    /// Returned when a Lambda invocation is not a readable API Gateway request (see
+    /// [`crate::lambda::ErrorKind`]): nothing about the receiver is known yet.
+    #[error("invalid request")]
+    InvalidRequest(#[source] crate::lambda::EventError),
     /// Returned when receiver secrets cannot be read and none are cached.
     #[error("receiver secrets unavailable")]
     Secrets(#[source] SecretsError),
     /// Returned when the Warehouses cannot be listed (or the kubeconfig cannot be used).
     #[error("cannot list warehouses")]
     Cluster(#[source] StateError),
-}
-
-/// The result of a delivery that reached the refresh step.
-#[derive(Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Outcome {
-    /// Kargo's message, `refreshed N warehouse(s)` (kept verbatim for compatibility).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    msg: Option<String>,
-    /// Kargo's error on partial failure, `failed to refresh F of N warehouses`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// Set when the payload is Quay's "Test Notification".
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    test_notification: bool,
-    /// The receiver that accepted the token (not secret).
-    receiver: ReceiverOut,
-    /// The normalized repository URLs looked up.
-    repositories: Vec<String>,
-    /// The tags considered (sorted, deduplicated).
-    tags: Vec<String>,
-    /// Warehouses refreshed.
-    refreshed: Vec<WarehouseOut>,
-    /// Warehouses whose refresh failed.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    failed: Vec<WarehouseOut>,
-    /// Warehouses that were deleted since the index was built.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    gone: Vec<WarehouseOut>,
-    /// Subscribed Warehouses left alone, with why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    skipped: Vec<WarehouseOut>,
-    /// Subscribed Warehouses whose subscription is misconfigured.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    invalid: Vec<WarehouseOut>,
-}
-
-#[derive(Debug, Default, Serialize)]
-struct ReceiverOut {
-    project: String,
-    name: String,
-    #[serde(rename = "previousSecret", skip_serializing_if = "std::ops::Not::not")]
-    previous_secret: bool,
-}
-
-#[derive(Debug, Serialize, PartialEq, Eq)]
-struct WarehouseOut {
-    namespace: String,
-    name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tag: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    reasons: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-impl WarehouseOut {
-    fn new(key: &WarehouseKey) -> Self {
-        Self {
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            tag: None,
-            reasons: Vec::new(),
-            error: None,
-        }
-    }
 }
 
 /// The token of a path that is exactly `{base}/quay/{token}`, after Go-style percent-decoding
@@ -164,17 +108,20 @@ pub struct Head {
 }
 
 impl Head {
-    /// The head of a request from the Lambda runtime.
+    /// The head of a `lambda_http` request (replayed events; the Lambda runtime's own path is
+    /// [`crate::lambda::Event::into_delivery`]).
     ///
-    /// The path is the one API Gateway sent (`rawPath`, or `path` of a REST event). lambda_http
-    /// prefixes a REST event's URI with the stage it reports; routing on the path API Gateway
-    /// actually received strips exactly that stage and nothing else.
+    /// The path is the one API Gateway sent (`rawPath`, or `path` of a REST event, see
+    /// [`crate::lambda::rest_path`]), not lambda_http's URI, which has a REST event's stage put
+    /// in front.
     pub fn of(req: &Request) -> Head {
         let raw = req.raw_http_path();
-        let path = if raw.is_empty() {
-            req.uri().path()
-        } else {
-            raw
+        let path = match req.request_context_ref() {
+            _ if raw.is_empty() => req.uri().path(),
+            Some(RequestContext::ApiGatewayV1(context)) => {
+                crate::lambda::rest_path(raw, context.stage.as_deref(), context.path.as_deref())
+            }
+            _ => raw,
         }
         .to_owned();
         Head {
@@ -245,14 +192,16 @@ where
         let status = response.status().as_u16();
         match &result {
             Ok(o) => {
+                let echo = o.echo();
                 // One event per delivery with the same fields at either level.
                 macro_rules! outcome {
                     ($level:expr, $message:literal) => {
                         tracing::event!(
                             $level,
                             status,
-                            repository = ?o.repositories,
-                            tags = ?o.tags,
+                            repository = ?echo.repositories,
+                            tags = ?echo.tags,
+                            tags_not_considered = o.tags_not_considered,
                             refreshed = o.refreshed.len(),
                             failed = o.failed.len(),
                             skipped = o.skipped.len(),
@@ -264,7 +213,7 @@ where
                         )
                     };
                 }
-                if o.failed.is_empty() {
+                if o.succeeded() {
                     outcome!(tracing::Level::INFO, "push handled");
                 } else {
                     outcome!(tracing::Level::WARN, "push partly failed");
@@ -283,22 +232,7 @@ where
 
 /// Time the Lambda has left, from the invocation context (absent outside Lambda).
 fn lambda_remaining(req: &Request) -> Option<Duration> {
-    let deadline_ms = req.lambda_context_ref()?.deadline;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_millis() as u64;
-    remaining_until(deadline_ms, now_ms)
-}
-
-/// Milliseconds from `now_ms` to the invocation deadline (both Unix epoch milliseconds).
-///
-/// A deadline at or before now is not a real Lambda deadline (the runtime would already have
-/// stopped us): emulators such as `cargo lambda watch` send a duration (`600000`) instead of a
-/// timestamp. Such a value is ignored, so the configured budget applies, rather than turning
-/// every request into an immediate timeout.
-fn remaining_until(deadline_ms: u64, now_ms: u64) -> Option<Duration> {
-    (deadline_ms > now_ms).then(|| Duration::from_millis(deadline_ms - now_ms))
+    crate::lambda::remaining(req.lambda_context_ref()?.deadline, SystemTime::now())
 }
 
 /// The checks on the request head, in Kargo's order where Kargo has them: the path must be
@@ -352,26 +286,63 @@ pub async fn deliver<S: SecretSource, C: Connector>(
     }
     let push = Push::parse(body).map_err(Rejection::BadPayload)?;
     let urls = candidate_urls(&push.docker_url);
-    let tags = push.tags();
+    // Quay sends one tag per notification; a push naming thousands must not buy thousands of
+    // selector evaluations per subscriber. Tags are sorted, so the first ones are kept.
+    let mut tags = push.tags();
+    let tags_not_considered = tags.len().saturating_sub(state.config.max_tags);
+    tags.truncate(state.config.max_tags);
 
     let matched = admitted.matched;
-    let namespace = (!matched.id.project.is_empty()).then_some(matched.id.project.as_str());
+    let namespace = matched.id.project.clone();
+    let namespace = (!namespace.is_empty()).then_some(namespace);
     let budget = Budget::within(state.config.request_timeout, admitted.remaining);
     let index = state
-        .index(namespace, &urls, &budget)
+        .index(namespace.as_deref(), &urls, &budget)
         .await
         .map_err(Rejection::Cluster)?;
-    let plan = index.plan(namespace, &urls, &tags);
-    let mut outcome = refresh(state, namespace, &plan, &budget).await;
+    let (plan, urls, tags) = plan(index, namespace.clone(), urls, tags).await;
+    let mut outcome = refresh(state, namespace.as_deref(), &plan, &budget).await;
     outcome.test_notification = push.is_test_notification();
     outcome.receiver = ReceiverOut {
-        project: matched.id.project.clone(),
-        name: matched.id.receiver.clone(),
+        project: matched.id.project,
+        name: matched.id.receiver,
         previous_secret: matched.previous,
     };
     outcome.repositories = urls.iter().map(ToString::to_string).collect();
     outcome.tags = tags;
+    outcome.tags_not_considered = tags_not_considered;
     Ok(outcome)
+}
+
+/// Selections evaluated inline; a plan with more (tags × subscribers) runs on the blocking
+/// pool, so a push with many tags never stalls the deliveries sharing the async workers.
+const INLINE_EVALUATIONS: usize = 4096;
+
+/// The index's plan for this push, off the async workers when it is large.
+async fn plan(
+    index: Arc<Index>,
+    namespace: Option<String>,
+    urls: Vec<RepoUrl>,
+    tags: Vec<String>,
+) -> (Plan, Vec<RepoUrl>, Vec<String>) {
+    let evaluations = tags
+        .len()
+        .max(1)
+        .saturating_mul(index.subscriber_count(namespace.as_deref(), &urls));
+    if evaluations <= INLINE_EVALUATIONS {
+        let plan = index.plan(namespace.as_deref(), &urls, &tags);
+        return (plan, urls, tags);
+    }
+    let work = tokio::task::spawn_blocking(move || {
+        let plan = index.plan(namespace.as_deref(), &urls, &tags);
+        (plan, urls, tags)
+    });
+    match work.await {
+        Ok(done) => done,
+        // The plan is pure and does not panic on any input (fuzzed); a panic there is a bug
+        // and must reach the runtime as one.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 /// Patches every selected Warehouse concurrently (bounded) and sorts the results.
@@ -409,48 +380,32 @@ async fn refresh<S: SecretSource, C: Connector>(
     results.sort_by_key(|(i, _)| *i);
     for (i, result) in results {
         let selected = &plan.refresh[i];
-        let mut out = WarehouseOut::new(&selected.key);
-        out.tag = selected.tag.clone();
         match result {
             Ok(()) => {
                 tracing::debug!(warehouse = %selected.key, tag = ?selected.tag, "refreshed");
-                outcome.refreshed.push(out);
+                outcome.refreshed.push(WarehouseOut::selected(selected));
             }
             Err(StateError::Cluster(ClusterError::NotFound)) => {
                 tracing::info!(warehouse = %selected.key, "warehouse gone; dropped from the index");
                 state.forget(namespace, &selected.key);
-                outcome.gone.push(out);
+                outcome.gone.push(WarehouseOut::selected(selected));
             }
             Err(e) => {
-                tracing::warn!(warehouse = %selected.key, cause = %Chain(&e), "refresh failed");
-                out.error = Some(Chain(&e).to_string());
-                outcome.failed.push(out);
+                let cause = Chain(&e).to_string();
+                tracing::warn!(warehouse = %selected.key, cause = %clip(&cause), "refresh failed");
+                outcome.failed.push(WarehouseOut::failed(selected, &cause));
             }
         }
     }
     for skipped in &plan.skipped {
-        tracing::debug!(warehouse = %skipped.key, reasons = ?skipped.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(), "skipped");
-        let mut out = WarehouseOut::new(&skipped.key);
-        out.reasons = skipped.reasons.iter().map(ToString::to_string).collect();
+        let out = WarehouseOut::skipped(skipped);
+        tracing::debug!(warehouse = %skipped.key, reasons = ?out.reasons, omitted = out.reasons_omitted, "skipped");
         outcome.skipped.push(out);
     }
     for invalid in &plan.invalid {
-        tracing::warn!(warehouse = %invalid.key, cause = %invalid.error, "subscription misconfigured");
-        let mut out = WarehouseOut::new(&invalid.key);
-        out.error = Some(invalid.error.to_string());
+        let out = WarehouseOut::invalid(invalid);
+        tracing::warn!(warehouse = %invalid.key, cause = ?out.error, "subscription misconfigured");
         outcome.invalid.push(out);
-    }
-    let attempted = outcome.refreshed.len() + outcome.failed.len();
-    if outcome.failed.is_empty() {
-        outcome.msg = Some(format!(
-            "refreshed {} warehouse(s)",
-            outcome.refreshed.len()
-        ));
-    } else {
-        outcome.error = Some(format!(
-            "failed to refresh {} of {attempted} warehouses",
-            outcome.failed.len()
-        ));
     }
     outcome
 }
@@ -458,8 +413,11 @@ async fn refresh<S: SecretSource, C: Connector>(
 /// The one mapping from a result to a status and a JSON body (Kargo's shapes, plus detail).
 pub fn respond(result: &Result<Outcome, Rejection>) -> Response<Body> {
     let (status, body) = match result {
-        Ok(o) if o.failed.is_empty() => (StatusCode::OK, serde_json::to_value(o)),
-        Ok(o) => (StatusCode::INTERNAL_SERVER_ERROR, serde_json::to_value(o)),
+        Ok(o) if o.succeeded() => (StatusCode::OK, serde_json::to_value(o.echo())),
+        Ok(o) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::to_value(o.echo()),
+        ),
         Err(r) => {
             let (status, message): (StatusCode, Option<String>) = match r {
                 Rejection::MethodNotAllowed => (
@@ -472,8 +430,12 @@ pub fn respond(result: &Result<Outcome, Rejection>) -> Response<Body> {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     Some(format!("content exceeds limit of {MAX_BODY_BYTES} bytes")),
                 ),
+                Rejection::Timeout => (StatusCode::REQUEST_TIMEOUT, Some("request timeout".into())),
                 Rejection::BadPayload(_) => {
                     (StatusCode::BAD_REQUEST, Some("invalid request body".into()))
+                }
+                Rejection::InvalidRequest(_) => {
+                    (StatusCode::BAD_REQUEST, Some("invalid request".into()))
                 }
                 Rejection::Secrets(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -564,21 +526,6 @@ mod tests {
     }
 
     #[test]
-    fn a_deadline_in_the_past_is_ignored_not_a_zero_budget() {
-        let now = 1_795_788_336_000;
-        assert_eq!(
-            remaining_until(now + 3_000, now),
-            Some(Duration::from_secs(3))
-        );
-        assert_eq!(
-            remaining_until(600_000, now),
-            None,
-            "cargo lambda watch sends a duration"
-        );
-        assert_eq!(remaining_until(now, now), None);
-    }
-
-    #[test]
     fn rejections_map_to_kargo_statuses_and_bodies() {
         let body = |r: Rejection| {
             let resp = respond(&Err(r));
@@ -599,7 +546,17 @@ mod tests {
             body(Rejection::BadPayload(PayloadError::Empty)),
             (400, "{\"error\":\"invalid request body\"}\n".into())
         );
+        let not_an_event =
+            crate::lambda::Event::from_value(serde_json::json!({})).expect_err("not an event");
+        assert_eq!(
+            body(Rejection::InvalidRequest(not_an_event)),
+            (400, "{\"error\":\"invalid request\"}\n".into())
+        );
         assert_eq!(body(Rejection::MethodNotAllowed).0, 405);
+        assert_eq!(
+            body(Rejection::Timeout),
+            (408, "{\"error\":\"request timeout\"}\n".into())
+        );
         assert_eq!(
             body(Rejection::Secrets(SecretsError::Unavailable(Cause::new(
                 "x"

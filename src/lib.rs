@@ -23,6 +23,8 @@
 //! - [`retry`]: the request's time budget and bounded retries.
 //! - [`state`]: caches that live across warm invocations.
 //! - [`handler`]: one delivery, request to response; the one status mapping.
+//! - [`outcome`]: what a delivery did, and the bounded echo of it in answers and logs (pure).
+//! - [`lambda`]: the Lambda edge: API Gateway event in, its response out; 400, never a panic.
 //! - [`serve`]: the same handler as a plain HTTP server.
 //! - [`telemetry`]: logging setup.
 //! - [`cli`] and [`check`]: the `quayhook` command line and its operator checks.
@@ -36,6 +38,8 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod handler;
+pub mod lambda;
+pub mod outcome;
 pub mod receivers;
 pub mod retry;
 pub mod secrets;

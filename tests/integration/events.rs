@@ -1,4 +1,4 @@
-//! Replays every recorded event in `events/` through the Lambda handler against moto and the
+//! Replays every recorded event in `events/` through the Lambda entry against moto and the
 //! local API server seeded with the demo Warehouses, so an event that stops matching the code
 //! fails CI. The same files feed `sam local invoke` (`make invoke EVENT=…`).
 
@@ -10,6 +10,8 @@ use quayhook_testkit::harness::{Harness, Setup};
 
 /// What each recorded event must produce: status and the refreshed Warehouses.
 const EXPECTED: &[(&str, u16, &[&str])] = &[
+    ("bad-base64.json", 400, &[]),
+    ("bad-host.json", 400, &[]),
     ("malformed-body.json", 400, &[]),
     ("push-base64.json", 200, &["guestbook"]),
     ("push-chart.json", 200, &["guestbook-chart"]),

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use quayhook_testkit::events::{event_v2, push};
 use quayhook_testkit::fixtures::{QUAY_REPO, wh};
 use quayhook_testkit::harness::{Harness, Setup, deliver};
+use quayhook_testkit::proxy::{Mode, Options, Proxy};
 
 const NS: &str = "kargo-demo";
 
@@ -59,8 +60,8 @@ async fn happy_path_refreshes_subscribers_with_one_round_trip_when_warm() {
     assert_eq!(body["receiver"], json!({"project": NS, "name": "quay"}));
     let stamp = h.refreshed_at(NS, "a").expect("annotation set");
     assert!(
-        stamp.ends_with('Z') && stamp.len() == 20,
-        "RFC 3339 UTC seconds: {stamp}"
+        stamp.ends_with('Z') && stamp.len() == 30 && stamp.as_bytes()[19] == b'.',
+        "RFC 3339 UTC with nanoseconds: {stamp}"
     );
     assert!(h.refreshed_at(NS, "other").is_none());
 
@@ -424,6 +425,31 @@ async fn bad_json_is_400_and_other_methods_are_405() {
         (status, body),
         (405, json!({"error": "method not allowed"}))
     );
+    h.assert_no_leaks();
+}
+
+/// Deliberate difference from Kargo, whose whole-second value repeats within a second: every
+/// refresh writes a new value, so Kargo's controller discovers both pushes.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_pushes_within_one_second_both_change_the_refresh_annotation() {
+    let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
+    let token = h.receiver(NS, "quay", "s3cret-twice", None).await;
+    // Two pushes a few milliseconds apart; tried again in the rare case they straddle a
+    // second boundary, until one pair shares its second.
+    let mut same_second = false;
+    for attempt in 0..5 {
+        assert_eq!(h.post(&token, &push(QUAY_REPO, &["v1"])).await.0, 200);
+        let first = h.refreshed_at(NS, "w").expect("first refresh");
+        assert_eq!(h.post(&token, &push(QUAY_REPO, &["v2"])).await.0, 200);
+        let second = h.refreshed_at(NS, "w").expect("second refresh");
+        assert_ne!(first, second, "attempt {attempt}: a new value");
+        assert!(first < second, "attempt {attempt}: and a later one");
+        if first[..19] == second[..19] {
+            same_second = true;
+            break;
+        }
+    }
+    assert!(same_second, "two pushes within one second");
     h.assert_no_leaks();
 }
 
@@ -805,5 +831,187 @@ async fn file_mode_serves_without_aws() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["refreshed"][0]["name"], "w");
     let _ = std::fs::remove_dir_all(&dir);
+    h.assert_no_leaks();
+}
+
+/// moto behind a loopback proxy, and the real Secrets Manager adapter reading this test's
+/// secrets through it with the production SDK timeouts. The client gets a retry quota of its
+/// own: the SDK shares one token bucket per partition across clients, and other tests'
+/// failures must not change how many attempts this one makes.
+async fn behind_proxy(h: &Harness) -> (Proxy, quayhook::secrets::SecretsManager) {
+    use std::net::ToSocketAddrs;
+    let endpoint = quayhook_testkit::moto::endpoint();
+    let moto = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_socket_addrs()
+        .expect("moto's address")
+        .next()
+        .expect("moto's address resolves");
+    let proxy = Proxy::start(moto, Options::default()).await;
+    let config = quayhook_testkit::moto::client_for(&proxy.url())
+        .config()
+        .to_builder()
+        .timeout_config(quayhook::secrets::sdk_timeouts())
+        .retry_partition(aws_sdk_secretsmanager::config::retry::RetryPartition::new(
+            format!("{}-proxied", h.prefix),
+        ))
+        .build();
+    let secrets = quayhook::secrets::SecretsManager::new(
+        aws_sdk_secretsmanager::Client::from_conf(config),
+        Vec::new(),
+        Some(format!("{}/receivers/", h.prefix)),
+        format!("{}/kubeconfig", h.prefix),
+    );
+    (proxy, secrets)
+}
+
+/// Waits (up to a liveness bound, not a performance claim) until `done` holds.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_manager_hanging_does_not_delay_a_delivery_the_stale_cache_answers() {
+    let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
+    let token = h.receiver(NS, "quay", "s3cret-hang", None).await;
+    let (proxy, secrets) = behind_proxy(&h).await;
+    let mut config = h.state.config.clone();
+    config.secrets_ttl = Duration::ZERO; // every request wants a re-fetch
+    config.secrets_miss_interval = Duration::ZERO; // and may start one
+    let state = h.state_with(config, secrets);
+    let body = push(QUAY_REPO, &["v1"]);
+    assert_eq!(deliver(&state, &token, &body).await.0, 200);
+    assert!(
+        proxy.connections() >= 2,
+        "receivers and kubeconfig were read through the proxy"
+    );
+
+    proxy.set_mode(Mode::Hang);
+    proxy.reset_counts();
+    for _ in 0..3 {
+        // Below the SDK's 4 s operation timeout: an answer that waited for the store to give
+        // up could not come in time. A liveness bound, not a performance claim.
+        let (status, answer) =
+            tokio::time::timeout(Duration::from_secs(3), deliver(&state, &token, &body))
+                .await
+                .expect("answered without waiting for the hanging store");
+        assert_eq!(status, 200, "served from the expired cache: {answer}");
+    }
+    eventually("the revalidation reaches the store", || {
+        proxy.connections() >= 1
+    })
+    .await;
+    assert_eq!(
+        (proxy.bytes_up(), proxy.bytes_down()),
+        (0, 0),
+        "the store never answered: every 200 came from the cache"
+    );
+    assert!(
+        proxy.connections() <= 3,
+        "one revalidation, shared by all three deliveries (at most the SDK's attempts): {}",
+        proxy.connections()
+    );
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_secrets_manager_sees_one_attempt_per_interval() {
+    let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
+    let token = h.receiver(NS, "quay", "s3cret-refused", None).await;
+    let (proxy, secrets) = behind_proxy(&h).await;
+    let probe = secrets.clone();
+    let interval = Duration::from_secs(10);
+    let mut config = h.state.config.clone();
+    config.secrets_ttl = Duration::ZERO;
+    config.secrets_miss_interval = interval;
+    let state = h.state_with(config, secrets);
+    let body = push(QUAY_REPO, &["v1"]);
+    assert_eq!(deliver(&state, &token, &body).await.0, 200);
+
+    // What one failed BatchGetSecretValue costs, the SDK's own retries included.
+    proxy.set_mode(Mode::Refuse);
+    proxy.reset_counts();
+    assert!(
+        quayhook::secrets::SecretSource::receivers(&probe)
+            .await
+            .is_err(),
+        "a refusing store fails"
+    );
+    let one_attempt = proxy.connections();
+    assert!(
+        (1..=3).contains(&one_attempt),
+        "one attempt is a handful of connections: {one_attempt}"
+    );
+
+    // Let the interval since the warm-up fetch pass: exactly one attempt is due now.
+    let age = state.receivers_age().expect("warm");
+    tokio::time::sleep(interval.saturating_sub(age) + Duration::from_millis(100)).await;
+    proxy.reset_counts();
+    for i in 0..200u32 {
+        if i % 10 == 0 {
+            let (status, answer) = deliver(&state, &token, &body).await;
+            assert_eq!(status, 200, "served from the stale cache: {answer}");
+        } else {
+            let (status, _) = deliver(&state, &format!("{i:064x}"), "{}").await;
+            assert_eq!(status, 404);
+        }
+    }
+    assert_eq!(
+        proxy.connections(),
+        one_attempt,
+        "200 deliveries, one failed attempt within the interval"
+    );
+    h.assert_no_leaks();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_token_flood_with_the_cache_just_expired_costs_one_fetch() {
+    let h = Harness::start(setup(vec![])).await;
+    let token = h.receiver(NS, "quay", "s3cret-expired", None).await;
+    let (proxy, secrets) = behind_proxy(&h).await;
+    let probe = secrets.clone();
+    let ttl = Duration::from_secs(1);
+    let mut config = h.state.config.clone();
+    config.secrets_ttl = ttl;
+    config.secrets_miss_interval = ttl;
+    let state = std::sync::Arc::new(h.state_with(config, secrets));
+    assert_eq!(deliver(&state, &token, "{}").await.0, 200);
+
+    // What one successful fetch costs.
+    proxy.reset_counts();
+    assert!(
+        quayhook::secrets::SecretSource::receivers(&probe)
+            .await
+            .is_ok()
+    );
+    let one_fetch = proxy.connections();
+    assert!(one_fetch >= 1);
+
+    let age = state.receivers_age().expect("warm");
+    tokio::time::sleep(ttl.saturating_sub(age) + Duration::from_millis(50)).await;
+    // Real latency keeps the fetch in flight while the flood arrives.
+    proxy.set_one_way(Duration::from_millis(20));
+    proxy.reset_counts();
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..100u32 {
+        let state = state.clone();
+        flood.spawn(async move { deliver(&state, &format!("{:064x}", i + 1), "{}").await });
+    }
+    while let Some(answer) = flood.join_next().await {
+        assert_eq!(answer.expect("delivery task").0, 404);
+    }
+    assert_eq!(
+        proxy.connections(),
+        one_fetch,
+        "100 concurrent unknown tokens share one fetch"
+    );
     h.assert_no_leaks();
 }

@@ -36,7 +36,7 @@ use quayhook::state::State;
 use serde_json::{Value, json};
 
 use quayhook_testkit::apiserver::{ApiServer, Fault};
-use quayhook_testkit::events::{event_v2, push, request};
+use quayhook_testkit::events::{delivery, push, request};
 use quayhook_testkit::fixtures::wh;
 use quayhook_testkit::harness::parts;
 use quayhook_testkit::moto;
@@ -240,13 +240,7 @@ fn plan(rng: &mut Rng, index: &Index) -> Vec<Delivery> {
 }
 
 async fn deliver(state: Arc<Receiver>, token: String, body: String) -> Answer {
-    let event = event_v2(
-        "POST",
-        &format!("/quay/{token}"),
-        body.as_bytes(),
-        false,
-        &[],
-    );
+    let event = delivery(&token, &body);
     let sent = Instant::now();
     let (status, body) = parts(handler::handle(&state, request(&event)).await);
     Answer {

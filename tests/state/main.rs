@@ -14,9 +14,9 @@ use kargo_match::index::candidate_urls;
 use quayhook::cluster::{ClusterError, WarehouseStore};
 use quayhook::retry::Budget;
 use quayhook::secrets::SecretsError;
-use quayhook::state::{State, StateError};
+use quayhook::state::StateError;
 use quayhook_testkit::events::push;
-use quayhook_testkit::fakes::{self, FakeCluster, FakeSecrets, Step};
+use quayhook_testkit::fakes::{self, FakeCluster, FakeSecrets, Step, state};
 use quayhook_testkit::fixtures::{QUAY_REPO, wh};
 use quayhook_testkit::harness::deliver;
 use serde_json::{Value, json};
@@ -26,15 +26,6 @@ const NS: &str = "kargo-demo";
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-/// State over fakes, with `vars` on top of the fakes' minimal configuration.
-fn state(
-    vars: &[(&str, &str)],
-    secrets: &FakeSecrets,
-    cluster: &FakeCluster,
-) -> State<FakeSecrets, FakeCluster> {
-    State::new(fakes::config(vars), secrets.clone(), cluster.clone())
 }
 
 /// `namespace/name` of every Warehouse in one list of a handler answer, sorted.

@@ -8,7 +8,7 @@
 //! Git subscriptions are not indexed: Kargo's `NormalizeGit` never yields a scheme-less
 //! `host/path`, so they cannot match a Quay URL (§4.1). Generic subscriptions index nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::select::{Mismatch, Selector, SelectorError};
 use crate::urls::{RepoUrl, normalize_chart, normalize_image};
@@ -191,6 +191,14 @@ impl Index {
         &self.unreadable
     }
 
+    /// How many (Warehouse, URL) subscriptions of `namespace` (all when `None`) `urls` reach:
+    /// a bound on the selector evaluations a [`Index::plan`] makes per tag.
+    pub fn subscriber_count(&self, namespace: Option<&str>, urls: &[RepoUrl]) -> usize {
+        urls.iter()
+            .map(|url| self.subscribers(namespace, url).count())
+            .sum()
+    }
+
     /// Whether any Warehouse in `namespace` (all when `None`) subscribes to any of `urls`.
     pub fn has_subscribers(&self, namespace: Option<&str>, urls: &[RepoUrl]) -> bool {
         urls.iter()
@@ -290,8 +298,12 @@ enum Verdict<'a> {
 }
 
 /// Kargo's `shouldRefresh`, over every candidate URL in order.
+///
+/// Linear in tags × subscriptions: reasons are deduplicated through a set, not by scanning
+/// the list (a push with thousands of distinct tags gives thousands of distinct reasons).
 fn evaluate<'a>(entry: &'a Entry, urls: &[RepoUrl], tags: &'a [String]) -> Verdict<'a> {
     let mut reasons = Vec::new();
+    let mut seen = HashSet::new();
     for url in urls {
         for sub in entry.subscriptions.iter().filter(|s| &s.url == url) {
             let selector = match &sub.selector {
@@ -301,8 +313,11 @@ fn evaluate<'a>(entry: &'a Entry, urls: &[RepoUrl], tags: &'a [String]) -> Verdi
             for tag in tags {
                 match selector.check(tag) {
                     Ok(()) => return Verdict::Refresh(tag),
-                    Err(why) if !reasons.contains(&why) => reasons.push(why),
-                    Err(_) => {}
+                    Err(why) => {
+                        if seen.insert(why.clone()) {
+                            reasons.push(why);
+                        }
+                    }
                 }
             }
         }

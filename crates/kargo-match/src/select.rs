@@ -111,7 +111,7 @@ pub enum SelectorError {
 }
 
 /// Why a tag does not interest a subscription; displayed in responses and logs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Mismatch {
     /// The tag matched an `ignoreTagsRegexes` entry.
     Ignored {

@@ -641,19 +641,23 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// The value Kargo writes into the refresh annotation: RFC 3339 in UTC, whole seconds
-/// (`time.Now().Format(time.RFC3339)` in a UTC process), e.g. `2026-08-21T17:51:41Z`.
+/// The refresh annotation's value: RFC 3339 in UTC with nanoseconds, e.g.
+/// `2026-08-21T17:51:41.123456789Z`.
 ///
-/// A fraction of a second is dropped toward the past, as Go's layout does. A time outside
-/// years -9999..=9999 (no real clock) is clamped to that range rather than failing.
+/// Kargo's controller re-runs discovery only when the value changes, and Kargo documents it
+/// as a token, "unique or at least unlikely to repeat". Kargo's own receiver writes whole
+/// seconds (`time.Now().Format(time.RFC3339)`), so a second push within the same second
+/// writes the same value and is not discovered until the next poll. quayhook writes the
+/// nanoseconds (always nine digits, so values sort as times), which is still RFC 3339 and a
+/// new value for every refresh, including a retried one. A time outside years -9999..=9999
+/// (no real clock) is clamped to that range rather than failing.
 pub fn refresh_value(now: SystemTime) -> String {
     let ts = Timestamp::try_from(now).unwrap_or(if now < SystemTime::UNIX_EPOCH {
         Timestamp::MIN
     } else {
         Timestamp::MAX
     });
-    // The civil time in UTC carries a non-negative fraction, so `%S` is the floor.
-    ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    ts.strftime("%Y-%m-%dT%H:%M:%S.%NZ").to_string()
 }
 
 /// The JSON merge patch (RFC 7386) that sets the refresh annotation and nothing else.
@@ -975,27 +979,41 @@ mod tests {
     }
 
     #[test]
-    fn refresh_value_is_rfc3339_utc_whole_seconds() {
+    fn refresh_value_is_rfc3339_utc_with_nanoseconds() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_787_334_701_999);
-        assert_eq!(refresh_value(t), "2026-08-21T17:51:41Z");
+        assert_eq!(refresh_value(t), "2026-08-21T17:51:41.999000000Z");
         assert_eq!(
             refresh_value(SystemTime::UNIX_EPOCH),
-            "1970-01-01T00:00:00Z"
+            "1970-01-01T00:00:00.000000000Z"
         );
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(refresh_value(leap), "2000-02-29T00:00:00Z");
+        assert_eq!(refresh_value(leap), "2000-02-29T00:00:00.000000000Z");
         let before = SystemTime::UNIX_EPOCH - Duration::from_millis(500);
-        assert_eq!(
-            refresh_value(before),
-            "1969-12-31T23:59:59Z",
-            "a fraction is dropped toward the past"
-        );
+        assert_eq!(refresh_value(before), "1969-12-31T23:59:59.500000000Z");
         let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40);
-        assert_eq!(
-            refresh_value(far),
-            "9999-12-30T22:00:00Z",
+        assert!(
+            refresh_value(far).starts_with("9999-12-"),
             "clamped to the latest instant jiff holds"
         );
+        for value in [refresh_value(t), refresh_value(leap)] {
+            assert!(
+                value.parse::<jiff::Timestamp>().is_ok(),
+                "{value} parses as RFC 3339"
+            );
+        }
+    }
+
+    /// Deliberate difference from Kargo (whole seconds): two refreshes within one second write
+    /// two values, so Kargo's controller runs discovery for both.
+    #[test]
+    fn difference_two_refreshes_within_one_second_write_different_values() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_787_334_701);
+        let a = refresh_value(t + Duration::from_millis(100));
+        let b = refresh_value(t + Duration::from_millis(101));
+        let c = refresh_value(t + Duration::from_nanos(100_000_001));
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert!(a < b, "values sort as times");
     }
 
     #[test]
@@ -1003,7 +1021,7 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_787_334_701);
         assert_eq!(
             refresh_patch(t),
-            json!({"metadata": {"annotations": {"kargo.akuity.io/refresh": "2026-08-21T17:51:41Z"}}})
+            json!({"metadata": {"annotations": {"kargo.akuity.io/refresh": "2026-08-21T17:51:41.000000000Z"}}})
         );
     }
 

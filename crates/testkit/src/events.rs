@@ -65,6 +65,19 @@ pub fn event_v2(
     .to_string()
 }
 
+/// A Quay delivery to receiver `token` as API Gateway hands it over: [`event_v2`] for
+/// `POST /quay/{token}` with `body` as text and Quay's `user-agent`.
+pub fn delivery(token: &str, body: &str) -> String {
+    let path = format!("/quay/{token}");
+    event_v2(
+        "POST",
+        &path,
+        body.as_bytes(),
+        false,
+        &[("user-agent", "Quay".into())],
+    )
+}
+
 /// Parses an event as the Lambda runtime would.
 ///
 /// # Panics

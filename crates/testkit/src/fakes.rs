@@ -35,6 +35,7 @@ use std::time::Duration;
 use quayhook::cause::Cause;
 use quayhook::config::Config;
 use quayhook::secrets::SecretsError;
+use quayhook::state::State;
 
 /// How long [`Step::hang`] waits: longer than any request budget.
 pub const HANG: Duration = Duration::from_secs(24 * 3600);
@@ -63,6 +64,19 @@ pub fn config(vars: &[(&str, &str)]) -> Config {
     ]);
     map.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     Config::from_lookup(|k| map.get(k).cloned()).expect("test configuration")
+}
+
+/// A `State` over the fakes (handles sharing their state with the caller's), configured by
+/// [`config`]`(vars)`.
+///
+/// # Panics
+/// When `vars` do not parse (a test bug).
+pub fn state(
+    vars: &[(&str, &str)],
+    secrets: &FakeSecrets,
+    cluster: &FakeCluster,
+) -> State<FakeSecrets, FakeCluster> {
+    State::new(config(vars), secrets.clone(), cluster.clone())
 }
 
 /// [`SecretsError::Unavailable`], as when Secrets Manager cannot be reached.

@@ -18,7 +18,7 @@ use quayhook::state::State;
 use serde_json::{Value, json};
 
 use crate::apiserver::ApiServer;
-use crate::events::{event_v2, request};
+use crate::events::{delivery, request};
 use crate::{logs, moto};
 
 /// POSTs `body` to `/quay/{token}` through the Lambda handler of `state` (real adapters or
@@ -31,14 +31,7 @@ where
     S: quayhook::secrets::SecretSource,
     C: quayhook::cluster::Connector,
 {
-    let event = event_v2(
-        "POST",
-        &format!("/quay/{token}"),
-        body.as_bytes(),
-        false,
-        &[],
-    );
-    parts(handler::handle(state, request(&event)).await)
+    parts(handler::handle(state, request(&delivery(token, body))).await)
 }
 
 /// Status and JSON body of a response.
@@ -186,9 +179,18 @@ impl Harness {
         State::new(config, secrets, connector)
     }
 
-    /// Sends a raw event through the Lambda handler.
+    /// Sends a raw event through the Lambda entry, [`quayhook::lambda::invoke`], as the
+    /// runtime would (any payload: an unreadable one is answered 400, never a panic).
+    ///
+    /// # Panics
+    /// When `event` is not JSON or the answer has no JSON body (a test bug).
     pub async fn send(&self, event: &str) -> (u16, Value) {
-        parts(handler::handle(&self.state, request(event)).await)
+        let payload: Value = serde_json::from_str(event).expect("event is JSON");
+        let invocation = lambda_http::LambdaEvent::new(payload, lambda_http::Context::default());
+        let reply = quayhook::lambda::invoke(&self.state, invocation).await;
+        let status = u16::try_from(reply.status()).expect("an HTTP status");
+        let body = serde_json::from_str(reply.body().expect("a body")).expect("a JSON body");
+        (status, body)
     }
 
     /// The refresh annotation of a Warehouse, if set.

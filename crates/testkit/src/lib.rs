@@ -9,11 +9,13 @@
 //! - [`fixtures`]: Warehouse objects as a chained builder (`wh(ns, name).image(…)`).
 //! - [`events`]: API Gateway events and Quay push bodies.
 //! - [`fakes`]: in-memory secret source and cluster, scriptable and counted.
+//! - [`merge_patch`]: RFC 7386, as the API server applies it (used by both clusters).
 //!
 //! Behind default features (I/O):
 //! - [`apiserver`] (feature `apiserver`): a local Kubernetes API server over HTTPS.
 //! - [`moto`] (feature `moto`): a shared `moto_server` for AWS Secrets Manager.
 //! - [`logs`] (feature `logs`): capture of every log event, for leak checks.
+//! - [`proxy`] (feature `proxy`): a loopback TCP proxy adding latency and faults.
 //! - [`harness`] (feature `harness`): quayhook's real adapters wired to both servers.
 
 #![deny(missing_docs)]
@@ -21,6 +23,7 @@
 pub mod events;
 pub mod fakes;
 pub mod fixtures;
+pub mod merge_patch;
 
 #[cfg(feature = "apiserver")]
 pub mod apiserver;
@@ -30,3 +33,5 @@ pub mod harness;
 pub mod logs;
 #[cfg(feature = "moto")]
 pub mod moto;
+#[cfg(feature = "proxy")]
+pub mod proxy;

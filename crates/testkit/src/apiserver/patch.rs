@@ -1,28 +1,9 @@
 //! The two patch formats the server applies: JSON merge patch (RFC 7386) and JSON patch
 //! (RFC 6902). No I/O here.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-/// Applies an RFC 7386 merge patch: objects merge recursively, `null` deletes a member, and
-/// anything else (arrays included) replaces the target.
-pub(super) fn merge(target: &mut Value, patch: &Value) {
-    let Value::Object(members) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in members {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
-}
+pub(super) use crate::merge_patch::merge;
 
 /// Why a JSON patch did not apply.
 #[derive(Debug)]

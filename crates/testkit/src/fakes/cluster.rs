@@ -145,26 +145,6 @@ fn key_of(object: &Value) -> (String, String) {
     (text("/metadata/namespace"), text("/metadata/name"))
 }
 
-/// RFC 7386: objects merge key by key, `null` deletes, anything else replaces.
-fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(fields) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(serde_json::Map::new());
-    }
-    if let Value::Object(obj) = target {
-        for (k, v) in fields {
-            if v.is_null() {
-                obj.remove(k);
-            } else {
-                merge_patch(obj.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
-}
-
 impl Connector for FakeCluster {
     type Store = FakeStore;
 
@@ -228,22 +208,7 @@ impl WarehouseStore for FakeStore {
             .iter_mut()
             .find(|o| key_of(o) == wanted)
             .ok_or(ClusterError::NotFound)?;
-        merge_patch(object, patch);
+        crate::merge_patch::merge(object, patch);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn merge_patch_follows_rfc_7386() {
-        let mut doc = json!({"a": "b", "c": {"d": "e", "f": "g"}});
-        merge_patch(&mut doc, &json!({"a": "z", "c": {"f": null}}));
-        assert_eq!(doc, json!({"a": "z", "c": {"d": "e"}}));
-        merge_patch(&mut doc, &json!({"a": {"x": 1}}));
-        assert_eq!(doc["a"], json!({"x": 1}));
     }
 }

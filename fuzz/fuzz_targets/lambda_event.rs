@@ -1,0 +1,69 @@
+//! The Lambda edge given arbitrary bytes as the invocation payload: whatever the runtime
+//! hands over as JSON goes through `quayhook::lambda::invoke` (the path the Lambda runtime
+//! takes), over the test kit's in-memory secrets and cluster (`quayhook_testkit::fakes`) with
+//! the receiver of `events/*.json`, so the seeds (copies of `events/`) reach the handler.
+//!
+//! The `handler` target cannot reach these inputs: it builds events the way API Gateway does
+//! and replays them through lambda_http, which panics on a `Host` the URL parser rejects, a
+//! `rawPath` without its leading `/` and a base64 body that is not base64 (issue 9,
+//! fuzz/regressions/handler/). Here the event itself is the input.
+//!
+//! Checked on every answer: no panic, a status from the handler's table, a JSON body ending in
+//! a newline, `isBase64Encoded: false`, and the reply shape the payload claims (`cookies` only
+//! in the HTTP API payload 2.0 shape).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use quayhook::lambda::{self, Shape};
+use quayhook::state::State;
+use quayhook_testkit::fakes::{self, FakeCluster, FakeSecrets};
+use quayhook_testkit::fixtures::wh;
+use serde_json::{Value, json};
+
+use lambda_http::lambda_runtime::{Context, LambdaEvent};
+
+const NS: &str = "kargo-demo";
+
+thread_local! {
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+}
+
+fuzz_target!(|data: &[u8]| {
+    // The runtime reads the payload as JSON before quayhook runs and reports a payload that is
+    // not JSON itself (an invocation error, not a panic); only JSON reaches `invoke`.
+    let Ok(payload) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let claimed = Shape::claimed_by(&payload);
+    // The receiver whose token is in events/*.json (kargo_match's worked example).
+    let secrets = FakeSecrets::new();
+    secrets.add(NS, "q-wh-receiver", "mysecret", None);
+    let cluster = FakeCluster::new()
+        .with(wh(NS, "any").image("quay.io/mynamespace/repository", json!({})))
+        .with(wh(NS, "chart").chart("oci://quay.io/mynamespace/guestbook-chart", "^0.3.0"));
+    let state = State::new(fakes::config(&[]), secrets, cluster);
+    let event = LambdaEvent::new(payload, Context::default());
+    let reply = RUNTIME.with(|rt| rt.block_on(lambda::invoke(&state, event)));
+
+    let status = reply.status();
+    assert!(
+        matches!(status, 200 | 400 | 404 | 405 | 413 | 500 | 503),
+        "unexpected status {status}"
+    );
+    let body = reply.body().expect("a text body");
+    assert!(body.ends_with('\n'), "body ends with a newline");
+    serde_json::from_str::<Value>(body).expect("JSON body");
+    let wire = serde_json::to_value(&reply).expect("the reply serializes");
+    assert_eq!(wire["statusCode"], status);
+    assert_eq!(wire["isBase64Encoded"], false);
+    // Read or not, a payload is answered in the shape its `version` claims.
+    assert_eq!(
+        wire.get("cookies").is_some(),
+        claimed == Shape::HttpV2,
+        "the reply shape"
+    );
+});

@@ -1,0 +1,356 @@
+//! Unit tests of the Lambda edge: every recorded event in `events/` replayed through the
+//! conversion and through [`invoke`] with in-memory adapters (the test kit cannot be used from
+//! `src/`: it would see a second copy of this crate).
+
+use super::*;
+use crate::cluster::{ClusterError, WarehouseStore};
+use crate::config::Config;
+use crate::secrets::{ReceiverSecret, Receivers, SecretsError};
+use kargo_match::token::SecretString;
+use kargo_match::warehouse::{ListedWarehouse, WarehouseKey};
+use lambda_http::lambda_runtime::Context;
+use serde_json::json;
+
+/// The token of `events/*.json` (kargo_match's worked example).
+const TOKEN: &str = "3e6315f59f25bc201ec77ebb7818c057c4406a4b58d930f27d651b6af36395a9";
+const UNKNOWN: &str = "5f2b1c0e9d7a4c3b8e6f1a2d3c4b5a69788766554433221100ffeeddccbbaa99";
+
+/// Every file in `events/`: name, text.
+const EVENTS: [(&str, &str); 10] = [
+    ("push.json", include_str!("../../events/push.json")),
+    (
+        "push-base64.json",
+        include_str!("../../events/push-base64.json"),
+    ),
+    (
+        "push-chart.json",
+        include_str!("../../events/push-chart.json"),
+    ),
+    (
+        "push-rest-v1.json",
+        include_str!("../../events/push-rest-v1.json"),
+    ),
+    (
+        "test-notification.json",
+        include_str!("../../events/test-notification.json"),
+    ),
+    (
+        "malformed-body.json",
+        include_str!("../../events/malformed-body.json"),
+    ),
+    (
+        "unknown-token.json",
+        include_str!("../../events/unknown-token.json"),
+    ),
+    (
+        "bad-base64.json",
+        include_str!("../../events/bad-base64.json"),
+    ),
+    ("bad-host.json", include_str!("../../events/bad-host.json")),
+    // SAM's `--env-vars` file, not an event: what a stray test invoke would send.
+    ("env.json", include_str!("../../events/env.json")),
+];
+
+/// The receiver of `events/*.json`, and a kubeconfig the fake cluster accepts.
+struct OneReceiver;
+
+impl SecretSource for OneReceiver {
+    async fn receivers(&self) -> Result<Receivers, SecretsError> {
+        Ok(Receivers {
+            receivers: vec![ReceiverSecret {
+                source: "test".into(),
+                project: "kargo-demo".into(),
+                receiver: "q-wh-receiver".into(),
+                secret: SecretString::new("mysecret"),
+                previous_secret: None,
+            }],
+            problems: Vec::new(),
+        })
+    }
+
+    async fn kubeconfig(&self) -> Result<SecretString, SecretsError> {
+        Ok(SecretString::new("kubeconfig"))
+    }
+}
+
+/// A cluster without Warehouses: a push is answered 200, `refreshed 0 warehouse(s)`.
+struct EmptyCluster;
+
+impl Connector for EmptyCluster {
+    type Store = EmptyCluster;
+
+    async fn connect(&self, _: &SecretString) -> Result<EmptyCluster, ClusterError> {
+        Ok(EmptyCluster)
+    }
+}
+
+impl WarehouseStore for EmptyCluster {
+    async fn list(&self, _: Option<&str>, _: u32) -> Result<Vec<ListedWarehouse>, ClusterError> {
+        Ok(Vec::new())
+    }
+
+    async fn patch(&self, _: &WarehouseKey, _: &Value) -> Result<(), ClusterError> {
+        Ok(())
+    }
+}
+
+fn state() -> State<OneReceiver, EmptyCluster> {
+    let config = Config::from_lookup(|var| match var {
+        "QUAYHOOK_RECEIVER_SECRET_IDS" => Some("test/receiver".into()),
+        "QUAYHOOK_KUBECONFIG_SECRET_ID" => Some("test/kubeconfig".into()),
+        _ => None,
+    })
+    .expect("test configuration");
+    State::new(config, OneReceiver, EmptyCluster)
+}
+
+fn event(name: &str) -> Value {
+    let (_, text) = EVENTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .expect("a recorded event");
+    serde_json::from_str(text).expect("JSON")
+}
+
+fn delivery(name: &str) -> Result<Delivery, EventError> {
+    Event::from_value(event(name))?.into_delivery(None)
+}
+
+async fn reply(payload: Value) -> (Reply, Value) {
+    let reply = invoke(&state(), LambdaEvent::new(payload, Context::default())).await;
+    let wire = serde_json::to_value(&reply).expect("a reply serializes");
+    (reply, wire)
+}
+
+#[test]
+fn the_table_holds_every_recorded_event() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
+    for entry in std::fs::read_dir(dir).expect("events/") {
+        let name = entry.expect("entry").file_name();
+        let name = name.to_string_lossy();
+        assert!(
+            EVENTS.iter().any(|(n, _)| *n == name),
+            "{name} is not replayed"
+        );
+    }
+}
+
+#[test]
+fn recorded_events_convert_to_the_head_and_body_api_gateway_sent() {
+    let quay = format!("/quay/{TOKEN}");
+    for (name, shape, path, length) in [
+        ("push.json", Shape::HttpV2, quay.as_str(), Some(253)),
+        ("push-base64.json", Shape::HttpV2, &quay, Some(340)),
+        ("push-chart.json", Shape::HttpV2, &quay, Some(272)),
+        // `path`, not lambda_http's `/prod/quay/…`; no Content-Length header.
+        ("push-rest-v1.json", Shape::RestV1, &quay, None),
+        ("test-notification.json", Shape::HttpV2, &quay, Some(291)),
+        ("malformed-body.json", Shape::HttpV2, &quay, Some(74)),
+        (
+            "unknown-token.json",
+            Shape::HttpV2,
+            &format!("/quay/{UNKNOWN}"),
+            Some(253),
+        ),
+    ] {
+        let read = Event::from_value(event(name)).expect(name);
+        assert_eq!(read.shape(), shape, "{name}");
+        let Delivery { head, body } = read.into_delivery(None).expect(name);
+        assert_eq!(head.method, Method::POST, "{name}");
+        assert_eq!(head.path, path, "{name}");
+        assert_eq!(head.content_length, length, "{name}");
+        assert_eq!(head.remaining, None, "{name}");
+        let sent = event(name)["body"].as_str().expect("a body").to_owned();
+        if name == "push-base64.json" {
+            assert_eq!(body, STANDARD.decode(&sent).expect("base64"), "{name}");
+            assert!(body.starts_with(b"{"), "decoded to the push JSON");
+        } else {
+            assert_eq!(body, sent.into_bytes(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn events_that_panic_lambda_http_are_event_errors() {
+    for (name, kind) in [
+        ("bad-base64.json", ErrorKind::Base64),
+        ("bad-host.json", ErrorKind::Host),
+        ("env.json", ErrorKind::Unrecognized),
+    ] {
+        let error = delivery(name).expect_err(name);
+        assert_eq!(error.kind(), &kind, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn every_recorded_event_gets_its_status_in_its_shape() {
+    let invalid = "{\"error\":\"invalid request\"}\n";
+    for (name, status, v2) in [
+        ("push.json", 200, true),
+        ("push-base64.json", 200, true),
+        ("push-chart.json", 200, true),
+        ("push-rest-v1.json", 200, false),
+        ("test-notification.json", 200, true),
+        ("malformed-body.json", 400, true),
+        ("unknown-token.json", 404, true),
+        ("bad-base64.json", 400, true),
+        ("bad-host.json", 400, true),
+        ("env.json", 400, false),
+    ] {
+        let (reply, wire) = reply(event(name)).await;
+        assert_eq!(reply.status(), status, "{name}");
+        assert_eq!(
+            wire["statusCode"], status,
+            "{name}: sam invoke reads statusCode"
+        );
+        assert_eq!(wire["isBase64Encoded"], false, "{name}");
+        assert_eq!(
+            wire["headers"]["content-type"], "application/json",
+            "{name}"
+        );
+        assert_eq!(wire.get("cookies").is_some(), v2, "{name}: the v2 shape");
+        let body = reply.body().expect("a body");
+        assert!(body.ends_with('\n'), "{name}");
+        if name.starts_with("bad-") || name == "env.json" {
+            assert_eq!(body, invalid, "{name}");
+        }
+        if status == 200 {
+            assert!(body.contains("refreshed 0 warehouse(s)"), "{name}: {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_raw_path_without_its_leading_slash_is_404() {
+    // `:quay/…` is fuzz/regressions/lambda_event/rawpath-without-slash.json: lambda_http
+    // 1.3.2 panics on it (`https://{host}:quay/…` has an invalid port).
+    for raw_path in [format!("quay/{TOKEN}"), format!(":quay/{TOKEN}")] {
+        let mut payload = event("push.json");
+        payload["rawPath"] = json!(raw_path);
+        let (reply, _) = reply(payload).await;
+        let answer = (reply.status(), reply.body());
+        assert_eq!(answer, (404, Some("{}\n")), "{raw_path}");
+    }
+}
+
+#[tokio::test]
+async fn payloads_that_are_no_api_gateway_event_are_400_in_the_shape_they_claim() {
+    let mut invalid_method = event("push.json");
+    invalid_method["requestContext"]["http"]["method"] = json!("PO ST");
+    let mut empty_method = event("push-rest-v1.json");
+    empty_method["httpMethod"] = json!("");
+    let mut bad_header = event("push.json");
+    bad_header["headers"]["x bad"] = json!("1");
+    let mut v2_without_context = event("push.json");
+    v2_without_context["requestContext"] = json!({});
+    for (payload, shape, kind) in [
+        (json!(null), Shape::RestV1, ErrorKind::Unrecognized),
+        (json!([1, 2]), Shape::RestV1, ErrorKind::Unrecognized),
+        (json!("text"), Shape::RestV1, ErrorKind::Unrecognized),
+        (
+            json!({ "Records": [] }),
+            Shape::RestV1,
+            ErrorKind::Unrecognized,
+        ),
+        (
+            json!({ "version": "2.0" }),
+            Shape::HttpV2,
+            ErrorKind::Unrecognized,
+        ),
+        (v2_without_context, Shape::HttpV2, ErrorKind::Unrecognized),
+        (invalid_method, Shape::HttpV2, ErrorKind::Method),
+        (empty_method, Shape::RestV1, ErrorKind::Method),
+        (bad_header, Shape::HttpV2, ErrorKind::Malformed),
+    ] {
+        let error = Event::from_value(payload.clone()).expect_err("not readable");
+        assert_eq!((error.shape(), error.kind()), (shape, &kind), "{payload}");
+        let (reply, wire) = reply(payload).await;
+        assert_eq!(reply.status(), 400);
+        assert_eq!(reply.body(), Some("{\"error\":\"invalid request\"}\n"));
+        assert_eq!(wire.get("cookies").is_some(), shape == Shape::HttpV2);
+    }
+}
+
+#[tokio::test]
+async fn a_get_is_405_with_allow_in_either_shape() {
+    let mut v2 = event("push.json");
+    v2["requestContext"]["http"]["method"] = json!("GET");
+    let mut v1 = event("push-rest-v1.json");
+    v1["httpMethod"] = json!("GET");
+    for payload in [v2, v1] {
+        let (reply, wire) = reply(payload).await;
+        assert_eq!(reply.status(), 405);
+        assert_eq!(wire["headers"]["allow"], "POST");
+    }
+}
+
+#[test]
+fn content_length_is_found_whatever_its_case_and_header_field() {
+    let mut v1 = event("push-rest-v1.json");
+    v1["headers"]["Content-Length"] = json!("253");
+    assert_eq!(
+        Event::from_value(v1.clone())
+            .and_then(|e| e.into_delivery(None))
+            .expect("v1")
+            .head
+            .content_length,
+        Some(253)
+    );
+    v1["headers"] = json!({});
+    v1["multiValueHeaders"]["CONTENT-LENGTH"] = json!(["12"]);
+    assert_eq!(
+        Event::from_value(v1)
+            .and_then(|e| e.into_delivery(None))
+            .expect("v1")
+            .head
+            .content_length,
+        Some(12)
+    );
+}
+
+#[test]
+fn a_rest_path_loses_the_stage_only_when_the_stage_is_really_in_it() {
+    let t = "/quay/T";
+    for (path, stage, context, routed) in [
+        (t, Some("prod"), Some("/prod/quay/T"), t),
+        (t, None, None, t),
+        (t, Some("$default"), Some(t), t),
+        // The stage segment copied into `path` as well (emulators).
+        ("/prod/quay/T", Some("prod"), Some("/prod/quay/T"), t),
+        // A first segment named like the stage, under the stage: part of the resource.
+        (
+            "/prod/quay/T",
+            Some("prod"),
+            Some("/prod/prod/quay/T"),
+            "/prod/quay/T",
+        ),
+        ("/prod/quay/T", Some("prod"), None, "/prod/quay/T"),
+        (
+            "/production/quay/T",
+            Some("prod"),
+            Some("/production/quay/T"),
+            "/production/quay/T",
+        ),
+        ("/prod", Some("prod"), Some("/prod"), "/prod"),
+        ("/quay/T", Some(""), Some("/quay/T"), t),
+    ] {
+        assert_eq!(
+            rest_path(path, stage, context),
+            routed,
+            "{path} {stage:?} {context:?}"
+        );
+    }
+}
+
+#[test]
+fn a_deadline_in_the_past_is_ignored_not_a_zero_budget() {
+    let now_ms = 1_795_788_336_000;
+    let now = UNIX_EPOCH + Duration::from_millis(now_ms);
+    assert_eq!(remaining(now_ms + 3_000, now), Some(Duration::from_secs(3)));
+    assert_eq!(
+        remaining(600_000, now),
+        None,
+        "cargo lambda watch sends a duration"
+    );
+    assert_eq!(remaining(now_ms, now), None);
+}

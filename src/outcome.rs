@@ -1,0 +1,360 @@
+//! The answer to a delivery that reached the refresh step, and the bounds on what it echoes.
+//!
+//! Pure. An [`Outcome`] keeps every Warehouse the push touched, so its counts (Kargo's
+//! `refreshed N warehouse(s)`, the log event's fields) are exact. What goes back to the client
+//! and into the log is its [`Outcome::echo`]: each list keeps its first [`ECHO_ITEMS`]
+//! entries, each Warehouse its first [`ECHO_ITEMS`] reasons, and each string taken from the
+//! push or the cluster is cut at [`ECHO_CHARS`] bytes with a marker, so one push with
+//! thousands of tags or a 2 MB `docker_url` answers in a few kilobytes (API Gateway and Lambda
+//! cap a response at 6 MB). What was left out is counted under `omitted`.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+use kargo_match::index::{Invalid, Selected, Skipped};
+use kargo_match::warehouse::WarehouseKey;
+
+/// Entries of each list (Warehouses, tags, repositories, reasons) echoed in full.
+pub const ECHO_ITEMS: usize = 20;
+
+/// Bytes of any one echoed string; longer ones are cut with a `…[+N bytes]` marker.
+pub const ECHO_CHARS: usize = 256;
+
+/// A string as echoed: at most [`ECHO_CHARS`] bytes (cut on a character boundary), with a
+/// marker saying how much was cut.
+pub fn clip(text: &str) -> Cow<'_, str> {
+    if text.len() <= ECHO_CHARS {
+        return Cow::Borrowed(text);
+    }
+    let mut end = ECHO_CHARS;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…[+{} bytes]", &text[..end], text.len() - end))
+}
+
+/// The receiver that accepted the token (its identity is not secret).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ReceiverOut {
+    /// The Kargo project; `""` for a cluster-level receiver.
+    pub project: String,
+    /// The receiver's name.
+    pub name: String,
+    /// Whether the token matched the previous (rotated-out) secret.
+    #[serde(rename = "previousSecret", skip_serializing_if = "std::ops::Not::not")]
+    pub previous_secret: bool,
+}
+
+/// One Warehouse in an answer, with what happened to it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WarehouseOut {
+    /// Namespace (project).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The tag that selected it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Why it was left alone (first [`ECHO_ITEMS`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// How many further reasons were left out.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reasons_omitted: usize,
+    /// What failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl WarehouseOut {
+    fn new(key: &WarehouseKey) -> Self {
+        Self {
+            namespace: clip(&key.namespace).into_owned(),
+            name: clip(&key.name).into_owned(),
+            tag: None,
+            reasons: Vec::new(),
+            reasons_omitted: 0,
+            error: None,
+        }
+    }
+
+    /// A Warehouse selected by the plan (`tag` is the one that matched).
+    pub fn selected(selected: &Selected) -> Self {
+        let mut out = Self::new(&selected.key);
+        out.tag = selected.tag.as_deref().map(|t| clip(t).into_owned());
+        out
+    }
+
+    /// A selected Warehouse whose refresh failed with `error`.
+    pub fn failed(selected: &Selected, error: &str) -> Self {
+        let mut out = Self::selected(selected);
+        out.error = Some(clip(error).into_owned());
+        out
+    }
+
+    /// A subscribed Warehouse no pushed tag interests, with the first reasons.
+    pub fn skipped(skipped: &Skipped) -> Self {
+        let mut out = Self::new(&skipped.key);
+        out.reasons = skipped
+            .reasons
+            .iter()
+            .take(ECHO_ITEMS)
+            .map(|r| clip(&r.to_string()).into_owned())
+            .collect();
+        out.reasons_omitted = skipped.reasons.len().saturating_sub(ECHO_ITEMS);
+        out
+    }
+
+    /// A subscribed Warehouse whose subscription is misconfigured.
+    pub fn invalid(invalid: &Invalid) -> Self {
+        let mut out = Self::new(&invalid.key);
+        out.error = Some(clip(&invalid.error.to_string()).into_owned());
+        out
+    }
+}
+
+/// The result of a delivery that reached the refresh step: every Warehouse it touched.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Set when the payload is Quay's "Test Notification".
+    pub test_notification: bool,
+    /// The receiver that accepted the token.
+    pub receiver: ReceiverOut,
+    /// The normalized repository URLs looked up.
+    pub repositories: Vec<String>,
+    /// The tags considered (sorted, deduplicated, at most `QUAYHOOK_MAX_TAGS`).
+    pub tags: Vec<String>,
+    /// Distinct pushed tags beyond `QUAYHOOK_MAX_TAGS`, not considered.
+    pub tags_not_considered: usize,
+    /// Warehouses refreshed.
+    pub refreshed: Vec<WarehouseOut>,
+    /// Warehouses whose refresh failed.
+    pub failed: Vec<WarehouseOut>,
+    /// Warehouses deleted since the index was built.
+    pub gone: Vec<WarehouseOut>,
+    /// Subscribed Warehouses left alone, with why.
+    pub skipped: Vec<WarehouseOut>,
+    /// Subscribed Warehouses whose subscription is misconfigured.
+    pub invalid: Vec<WarehouseOut>,
+}
+
+/// The bounded view of an [`Outcome`] that is serialized into the answer and the log.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Echo<'a> {
+    /// Kargo's message, `refreshed N warehouse(s)` (kept verbatim for compatibility).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg: Option<String>,
+    /// Kargo's error on partial failure, `failed to refresh F of N warehouses`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Quay's "Test Notification".
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub test_notification: bool,
+    /// The receiver that accepted the token.
+    pub receiver: &'a ReceiverOut,
+    /// Repository URLs looked up (clipped).
+    pub repositories: Vec<Cow<'a, str>>,
+    /// Tags considered (clipped).
+    pub tags: Vec<Cow<'a, str>>,
+    /// Tags beyond `QUAYHOOK_MAX_TAGS`, not considered.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tags_not_considered: usize,
+    /// Warehouses refreshed.
+    pub refreshed: &'a [WarehouseOut],
+    /// Warehouses whose refresh failed.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub failed: &'a [WarehouseOut],
+    /// Warehouses deleted since the index was built.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub gone: &'a [WarehouseOut],
+    /// Subscribed Warehouses left alone.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub skipped: &'a [WarehouseOut],
+    /// Subscribed Warehouses whose subscription is misconfigured.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub invalid: &'a [WarehouseOut],
+    /// How many entries each cut list left out.
+    #[serde(skip_serializing_if = "Omitted::is_empty")]
+    pub omitted: Omitted,
+}
+
+/// Entries left out of an [`Echo`], per list; zero counts are not serialized.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Omitted {
+    /// Repository URLs.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub repositories: usize,
+    /// Tags (considered, but not echoed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tags: usize,
+    /// Refreshed Warehouses.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub refreshed: usize,
+    /// Failed Warehouses.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub failed: usize,
+    /// Gone Warehouses.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub gone: usize,
+    /// Skipped Warehouses.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped: usize,
+    /// Invalid Warehouses.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub invalid: usize,
+}
+
+impl Omitted {
+    fn is_empty(&self) -> bool {
+        *self == Omitted::default()
+    }
+}
+
+fn head<T>(items: &[T]) -> (&[T], usize) {
+    let kept = items.len().min(ECHO_ITEMS);
+    (&items[..kept], items.len() - kept)
+}
+
+fn clipped(items: &[String]) -> (Vec<Cow<'_, str>>, usize) {
+    let (kept, left) = head(items);
+    (kept.iter().map(|s| clip(s)).collect(), left)
+}
+
+impl Outcome {
+    /// Whether every selected Warehouse was refreshed (or is gone).
+    pub fn succeeded(&self) -> bool {
+        self.failed.is_empty()
+    }
+
+    /// The bounded view for the answer and the log; counts in the messages are exact.
+    pub fn echo(&self) -> Echo<'_> {
+        let (msg, error) = if self.failed.is_empty() {
+            (
+                Some(format!("refreshed {} warehouse(s)", self.refreshed.len())),
+                None,
+            )
+        } else {
+            let attempted = self.refreshed.len() + self.failed.len();
+            (
+                None,
+                Some(format!(
+                    "failed to refresh {} of {attempted} warehouses",
+                    self.failed.len()
+                )),
+            )
+        };
+        let (repositories, repositories_left) = clipped(&self.repositories);
+        let (tags, tags_left) = clipped(&self.tags);
+        let (refreshed, refreshed_left) = head(&self.refreshed);
+        let (failed, failed_left) = head(&self.failed);
+        let (gone, gone_left) = head(&self.gone);
+        let (skipped, skipped_left) = head(&self.skipped);
+        let (invalid, invalid_left) = head(&self.invalid);
+        Echo {
+            msg,
+            error,
+            test_notification: self.test_notification,
+            receiver: &self.receiver,
+            repositories,
+            tags,
+            tags_not_considered: self.tags_not_considered,
+            refreshed,
+            failed,
+            gone,
+            skipped,
+            invalid,
+            omitted: Omitted {
+                repositories: repositories_left,
+                tags: tags_left,
+                refreshed: refreshed_left,
+                failed: failed_left,
+                gone: gone_left,
+                skipped: skipped_left,
+                invalid: invalid_left,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kargo_match::select::Mismatch;
+
+    fn key(i: usize) -> WarehouseKey {
+        WarehouseKey::new("ns", format!("w{i}"))
+    }
+
+    #[test]
+    fn long_strings_are_cut_on_a_character_boundary_with_a_marker() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(200); // 400 bytes
+        let cut = clip(&long);
+        assert!(cut.starts_with(&"é".repeat(128)));
+        assert!(cut.ends_with("…[+144 bytes]"), "{cut}");
+        let two_mb = "q".repeat(2 << 20);
+        assert!(clip(&two_mb).len() < ECHO_CHARS + 32);
+    }
+
+    #[test]
+    fn lists_keep_their_first_entries_and_count_the_rest_while_counts_stay_exact() {
+        let outcome = Outcome {
+            tags: (0..5000).map(|i| format!("t{i}")).collect(),
+            tags_not_considered: 95_000,
+            repositories: vec!["x".repeat(2 << 20)],
+            refreshed: (0..1000)
+                .map(|i| {
+                    WarehouseOut::selected(&Selected {
+                        key: key(i),
+                        tag: None,
+                    })
+                })
+                .collect(),
+            ..Outcome::default()
+        };
+        let echo = outcome.echo();
+        assert_eq!(echo.msg.as_deref(), Some("refreshed 1000 warehouse(s)"));
+        assert_eq!(echo.refreshed.len(), ECHO_ITEMS);
+        assert_eq!(echo.tags.len(), ECHO_ITEMS);
+        assert_eq!(echo.omitted.refreshed, 1000 - ECHO_ITEMS);
+        assert_eq!(echo.omitted.tags, 5000 - ECHO_ITEMS);
+        let body = serde_json::to_string(&echo).unwrap();
+        assert!(body.len() < 16 * 1024, "{} bytes", body.len());
+        assert!(body.contains("\"tagsNotConsidered\":95000"));
+        assert!(body.contains("\"omitted\":{"));
+    }
+
+    #[test]
+    fn reasons_are_capped_per_warehouse() {
+        let skipped = Skipped {
+            key: key(0),
+            reasons: (0..300)
+                .map(|i| Mismatch::OtherTag {
+                    tag: format!("t{i}"),
+                    tracked: "latest".into(),
+                })
+                .collect(),
+        };
+        let out = WarehouseOut::skipped(&skipped);
+        assert_eq!(out.reasons.len(), ECHO_ITEMS);
+        assert_eq!(out.reasons_omitted, 300 - ECHO_ITEMS);
+    }
+
+    #[test]
+    fn nothing_is_omitted_from_a_small_outcome() {
+        let outcome = Outcome {
+            tags: vec!["v1".into()],
+            ..Outcome::default()
+        };
+        let body = serde_json::to_value(outcome.echo()).unwrap();
+        assert!(body.get("omitted").is_none());
+        assert!(body.get("tagsNotConsidered").is_none());
+    }
+}
