@@ -44,6 +44,28 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
 }
 
+/// What a Lambda invocation of this binary serves, from the function's `Handler` setting
+/// (the `provided` runtimes pass it as `_HANDLER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LambdaHandler {
+    /// API Gateway deliveries from Quay (`Handler: http`, or unset).
+    Http,
+    /// The durable path's SQS worker (`Handler: worker`).
+    Worker,
+}
+
+/// The durable path: deliveries the cluster could not take in time are queued for the worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// The SQS queue URL (`QUAYHOOK_QUEUE_URL`).
+    pub url: String,
+    /// The worker's first retry delay for a message (`ChangeMessageVisibility`), doubled on
+    /// every further receive.
+    pub backoff_base: Duration,
+    /// The longest retry delay.
+    pub backoff_max: Duration,
+}
+
 /// The whole runtime configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -75,6 +97,11 @@ pub struct Config {
     pub max_tags: usize,
     /// Limits of `quayhook serve`.
     pub serve: ServeConfig,
+    /// The durable path; `None` (no queue configured) answers 5xx when the cluster cannot be
+    /// reached, as Kargo does.
+    pub queue: Option<QueueConfig>,
+    /// What a Lambda invocation serves.
+    pub lambda_handler: LambdaHandler,
 }
 
 /// A configuration problem, naming the variable.
@@ -228,7 +255,45 @@ impl Config {
                 idle_timeout: secs("QUAYHOOK_SERVE_IDLE_TIMEOUT", 60.0)?,
                 shutdown_grace: secs("QUAYHOOK_SERVE_SHUTDOWN_GRACE", 10.0)?,
             },
+            queue: match get("QUAYHOOK_QUEUE_URL") {
+                None => None,
+                Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                    Some(QueueConfig {
+                        url,
+                        backoff_base: secs("QUAYHOOK_WORKER_BACKOFF_BASE", 30.0)?,
+                        // SQS caps a message's visibility timeout at 12 hours.
+                        backoff_max: secs("QUAYHOOK_WORKER_BACKOFF_MAX", 900.0)?
+                            .min(Duration::from_secs(12 * 3600)),
+                    })
+                }
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        var: "QUAYHOOK_QUEUE_URL",
+                        reason: format!("expected an SQS queue URL (https://…), got {other:?}"),
+                    });
+                }
+            },
+            lambda_handler: match get("_HANDLER").as_deref() {
+                None | Some("http" | "bootstrap") => LambdaHandler::Http,
+                Some("worker") => LambdaHandler::Worker,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        var: "_HANDLER",
+                        reason: format!(
+                            "the function's Handler must be http or worker, got {other:?}"
+                        ),
+                    });
+                }
+            },
         };
+        if let Some(queue) = &config.queue
+            && (queue.backoff_base.is_zero() || queue.backoff_max < queue.backoff_base)
+        {
+            return Err(ConfigError::Invalid {
+                var: "QUAYHOOK_WORKER_BACKOFF_MAX",
+                reason: "the backoff must be positive and the maximum at least the base".into(),
+            });
+        }
         for (var, value) in [
             ("QUAYHOOK_SERVE_HEADER_TIMEOUT", config.serve.header_timeout),
             ("QUAYHOOK_SERVE_READ_TIMEOUT", config.serve.read_timeout),
@@ -432,6 +497,26 @@ mod tests {
         assert_eq!(serve.shutdown_grace, Duration::ZERO, "no grace is allowed");
         assert_eq!(serve.max_connections, 512);
         assert_eq!(serve.header_timeout, Duration::from_secs(10));
+        assert_eq!(with("QUAYHOOK_PREFETCH", "true").unwrap().queue, None);
+        let queue = with(
+            "QUAYHOOK_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/1/q",
+        )
+        .unwrap()
+        .queue
+        .expect("durable path on");
+        assert_eq!(queue.backoff_base, Duration::from_secs(30));
+        assert_eq!(queue.backoff_max, Duration::from_secs(900));
+        assert!(with("QUAYHOOK_QUEUE_URL", "my-queue").is_err());
+        assert_eq!(
+            with("_HANDLER", "worker").unwrap().lambda_handler,
+            LambdaHandler::Worker
+        );
+        assert_eq!(
+            with("_HANDLER", "bootstrap").unwrap().lambda_handler,
+            LambdaHandler::Http
+        );
+        assert!(with("_HANDLER", "ecr").is_err());
     }
 
     #[test]
