@@ -1,5 +1,6 @@
-//! Captures every log event of the test process (JSON, all quayhook levels down to TRACE and
-//! dependencies at DEBUG), so suites can assert that nothing sensitive is ever logged.
+//! Captures every log event of the test process (JSON, quayhook and the Lambda runtime down to
+//! TRACE, other dependencies at DEBUG, through the same raw-event filter as production), so
+//! suites can assert that nothing sensitive is ever logged, at TRACE too.
 //!
 //! Test support, no I/O: installs the process-wide `tracing` subscriber, writing to memory.
 
@@ -37,11 +38,8 @@ impl<'a> MakeWriter<'a> for Capture {
 /// Installs the capturing subscriber once per process.
 pub fn install() {
     INSTALLED.get_or_init(|| {
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(EnvFilter::new("debug,quayhook=trace"))
-            .with_writer(Capture)
-            .finish();
+        let filter = EnvFilter::new("debug,quayhook=trace,lambda_runtime=trace");
+        let subscriber = quayhook::telemetry::lambda_subscriber(Capture, filter, true);
         let _ = tracing::subscriber::set_global_default(subscriber);
     });
 }
