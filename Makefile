@@ -69,9 +69,18 @@ $(VENV_SAM)/.installed: tools/requirements-sam.txt
 sam-venv: $(VENV_SAM)/.installed ## Python venv with the SAM CLI and cfn-lint (.venv-sam, PyPI)
 
 .PHONY: sam-lint
-sam-lint: sam-venv ## sam validate and sam validate --lint (cfn-lint, warnings fail) on template.yaml, offline
+sam-lint: sam-venv ## sam validate and --lint (cfn-lint, warnings fail) on template.yaml, and with DurablePath=Disabled, offline
 	$(SAM_OFFLINE) $(VENV_SAM)/bin/sam validate --template template.yaml
 	$(SAM_OFFLINE) $(VENV_SAM)/bin/sam validate --lint --template template.yaml
+	@# sam validate takes no parameter values: the variant is a copy whose DurablePath
+	@# defaults to Disabled (no queue, DLQ, worker, alarms or QUAYHOOK_QUEUE_URL), and cfn-lint
+	@# also resolves the template with that value.
+	mkdir -p $(RUN_DIR)
+	$(VENV_SAM)/bin/python tools/sam/local-template.py variant template.yaml \
+	  $(RUN_DIR)/template-durable-disabled.yaml DurablePath=Disabled
+	$(SAM_OFFLINE) $(VENV_SAM)/bin/sam validate --template $(RUN_DIR)/template-durable-disabled.yaml
+	$(SAM_OFFLINE) $(VENV_SAM)/bin/sam validate --lint --template $(RUN_DIR)/template-durable-disabled.yaml
+	$(SAM_OFFLINE) $(VENV_SAM)/bin/cfn-lint --parameters DurablePath=Disabled -- template.yaml
 
 .PHONY: sam-build
 sam-build: venv sam-venv ## sam build for ARCH=arm64 (default) or x86_64: .aws-sam/build/QuayFunction/bootstrap
@@ -82,13 +91,16 @@ base-image: ## Local image quayhook-provided-al2023:local for sam local invoke, 
 	RUN_DIR=$(RUN_DIR) tools/sam/base-image.sh
 
 .PHONY: invoke
-invoke: venv sam-venv ## sam local invoke QuayFunction with EVENT (default events/push.json) against moto + a local API server
+invoke: venv sam-venv ## sam local invoke with EVENT (default events/push.json; an SQS event goes to WorkerFunction) against moto + a local API server
 	RUN_DIR=$(RUN_DIR) VENV=$(VENV) VENV_SAM=$(VENV_SAM) CARGO=$(CARGO) tools/sam/invoke.sh --build $(BUILD) $(EVENT)
 
+# The worker's event is an SQS batch: =0 means it must report no batchItemFailures.
+INVOKE_CHECK_EVENTS := events/push.json=200 events/unknown-token.json=404 events/sqs-refresh.json=0
+
 .PHONY: invoke-check
-invoke-check: venv sam-venv ## sam local invoke: push.json must answer 200, unknown-token.json 404 (debug build)
+invoke-check: venv sam-venv ## sam local invoke: push.json 200, unknown-token.json 404, worker on sqs-refresh.json no failures (debug build)
 	RUN_DIR=$(RUN_DIR) VENV=$(VENV) VENV_SAM=$(VENV_SAM) CARGO=$(CARGO) tools/sam/invoke.sh --build host \
-	  events/push.json=200 events/unknown-token.json=404
+	  $(INVOKE_CHECK_EVENTS)
 
 include tools/ops.mk
 include tools/bench.mk

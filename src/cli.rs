@@ -20,6 +20,7 @@ use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use crate::cluster::{KubeConnector, client_config};
 use crate::config::Config;
 use crate::lambda;
+use crate::queue::SqsQueue;
 use crate::secrets::{ConfiguredSecrets, SecretSource, SecretsManager};
 use crate::state::State;
 use kargo_match::token::{SecretString, receiver_token, receiver_url, secret_from_random};
@@ -60,6 +61,29 @@ pub enum Command {
     /// Create or store secrets.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Move dead-lettered deliveries back to the durable path's queue, with SQS's own message
+    /// move task (StartMessageMoveTask from the dead-letter queue its RedrivePolicy names).
+    Redrive(RedriveArgs),
+}
+
+/// `quayhook redrive`
+#[derive(Debug, clap::Args)]
+pub struct RedriveArgs {
+    /// The durable path's queue; its RedrivePolicy names the dead-letter queue.
+    #[arg(long, env = "QUAYHOOK_QUEUE_URL")]
+    pub queue_url: String,
+    /// Move at most this many messages per second (1 to 500); default: SQS's own rate.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=500))]
+    pub max_per_second: Option<i32>,
+    /// Resolve the queues and print the dead-letter queue's depth; move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only print the dead-letter queue's recent move tasks (ListMessageMoveTasks).
+    #[arg(long, conflicts_with_all = ["dry_run", "max_per_second", "wait"])]
+    pub status: bool,
+    /// After starting the task, poll it every 5 s until it ends.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// `quayhook secret …`
@@ -97,7 +121,8 @@ pub enum SecretCommand {
     },
 }
 
-/// Builds the shared state from the environment's configuration.
+/// Builds the shared state from the environment's configuration, with an SQS client for the
+/// durable path when `QUAYHOOK_QUEUE_URL` is set (and none otherwise).
 ///
 /// # Errors
 /// When the configuration is invalid.
@@ -105,7 +130,15 @@ pub async fn build_state() -> anyhow::Result<State<ConfiguredSecrets, KubeConnec
     let config = Config::from_env().context("invalid configuration")?;
     let secrets = ConfiguredSecrets::from_config(&config.secrets).await;
     let connector = KubeConnector::from_config(&config);
-    Ok(State::new(config, secrets, connector))
+    let queue = match &config.queue {
+        Some(queue) => Some(SqsQueue::from_env(queue.url.clone()).await),
+        None => None,
+    };
+    let state = State::new(config, secrets, connector);
+    Ok(match queue {
+        Some(queue) => state.with_queue(queue),
+        None => state,
+    })
 }
 
 /// Runs the parsed command line.
@@ -128,11 +161,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::check::run(&config, &secrets).await
         }
         Some(Command::Secret(cmd)) => run_secret(cmd).await,
+        Some(Command::Redrive(args)) => run_redrive(args).await,
     }
 }
 
+/// The Lambda runtime: one function per `_HANDLER` (`http`, the webhook, or `worker`, the
+/// queue worker), both answered by [`lambda::invoke`].
 async fn run_lambda() -> anyhow::Result<()> {
     let state = build_state().await?;
+    tracing::info!(handler = ?state.config.lambda_handler, queue = state.queue().is_some(), "starting");
     if state.config.prefetch {
         state.prefetch().await;
     }
@@ -325,4 +362,108 @@ async fn run_secret(cmd: SecretCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `quayhook redrive`: SQS moves the messages itself (StartMessageMoveTask); this resolves the
+/// queues, starts the task and reports it.
+async fn run_redrive(args: RedriveArgs) -> anyhow::Result<()> {
+    let url = args.queue_url.trim();
+    if url.is_empty() {
+        anyhow::bail!(
+            "no queue: set QUAYHOOK_QUEUE_URL or --queue-url (the stack output QueueUrl)"
+        );
+    }
+    let client = crate::check::sqs_client().await;
+    let queue = crate::check::queue_status(&client, url).await?;
+    let Some(dlq) = queue.dead_letter else {
+        anyhow::bail!(
+            "queue {url} has no RedrivePolicy, so no dead-letter queue to move messages from"
+        );
+    };
+    let depth = crate::check::depth(&client, &dlq.url).await?;
+    println!("queue:             {url}");
+    println!("                   {}", queue.arn);
+    println!("dead-letter queue: {}", dlq.url);
+    println!("                   {}", dlq.arn);
+    println!("                   {depth}");
+    if args.status {
+        return print_move_tasks(&client, &dlq.arn).await.map(|_| ());
+    }
+    if args.dry_run {
+        println!(
+            "dry run: StartMessageMoveTask would move the dead-letter queue's messages to the queue"
+        );
+        return Ok(());
+    }
+    if depth.total() == 0 {
+        println!("the dead-letter queue is empty: nothing to move");
+        return Ok(());
+    }
+    let mut start = client
+        .start_message_move_task()
+        .source_arn(&dlq.arn)
+        .destination_arn(&queue.arn);
+    if let Some(rate) = args.max_per_second {
+        start = start.max_number_of_messages_per_second(rate);
+    }
+    let started = start
+        .send()
+        .await
+        .map_err(crate::check::sqs_error)
+        .context("StartMessageMoveTask failed (it needs sqs:StartMessageMoveTask, sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes on the dead-letter queue and sqs:SendMessage on the queue; a queue runs one move task at a time)")?;
+    println!(
+        "started message move task {}",
+        started.task_handle().unwrap_or("(no handle returned)")
+    );
+    let mut status = print_move_tasks(&client, &dlq.arn).await?;
+    if !args.wait {
+        println!("follow it with: quayhook redrive --status");
+        return Ok(());
+    }
+    while matches!(status.as_deref(), Some("RUNNING" | "CANCELLING")) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        status = print_move_tasks(&client, &dlq.arn).await?;
+    }
+    match status.as_deref() {
+        Some("COMPLETED") => Ok(()),
+        other => anyhow::bail!(
+            "the move task ended {}",
+            other.unwrap_or("without a status")
+        ),
+    }
+}
+
+/// Prints the most recent move task from `source_arn` (ListMessageMoveTasks lists the newest
+/// first) and returns its status: RUNNING, COMPLETED, CANCELLING, CANCELLED or FAILED.
+async fn print_move_tasks(
+    client: &aws_sdk_sqs::Client,
+    source_arn: &str,
+) -> anyhow::Result<Option<String>> {
+    let listed = client
+        .list_message_move_tasks()
+        .source_arn(source_arn)
+        .max_results(1)
+        .send()
+        .await
+        .map_err(crate::check::sqs_error)
+        .context("ListMessageMoveTasks failed (it needs sqs:ListMessageMoveTasks on the dead-letter queue)")?;
+    let Some(task) = listed.results().first() else {
+        println!("no message move task from the dead-letter queue yet");
+        return Ok(None);
+    };
+    let started = std::time::UNIX_EPOCH
+        + Duration::from_millis(u64::try_from(task.started_timestamp()).unwrap_or(0));
+    let to_move = task
+        .approximate_number_of_messages_to_move()
+        .map_or("?".to_owned(), |n| n.to_string());
+    let status = task.status().unwrap_or("UNKNOWN");
+    let failure = task
+        .failure_reason()
+        .map_or(String::new(), |r| format!(" ({r})"));
+    println!(
+        "move task started {}Z: {status}{failure}, {} of {to_move} message(s) moved",
+        &kargo_match::warehouse::refresh_value(started)[..19],
+        task.approximate_number_of_messages_moved()
+    );
+    Ok(task.status().map(str::to_owned))
 }

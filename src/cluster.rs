@@ -6,9 +6,17 @@
 //! malformed Warehouse into an unreadable item, so no page is ever held as `DynamicObject`s or
 //! JSON value trees, and one bad Warehouse never fails the list.
 //!
+//! The client under `kube` is quayhook's own (`transport`): HTTP/2 when the API server offers
+//! it, so all the PATCHes of one push travel as concurrent streams on one kept-alive
+//! connection, and HTTP/1.1 otherwise. A request that fails because that connection turned
+//! out dead (after a Lambda freeze, or a load balancer's idle cut) is sent once more on a
+//! fresh connection, outside the bounded retries: see [`KubeStore`].
+//!
 //! I/O. Errors are classified by HTTP status and transport failure into [`ClusterError`], so
 //! callers decide on variants (404 drops an index entry, 401 re-reads the kubeconfig, 429/5xx
 //! retry), never on message text. Nothing here logs or returns kubeconfig content.
+
+mod transport;
 
 use std::future::Future;
 use std::time::Duration;
@@ -22,7 +30,7 @@ use serde_json::Value;
 
 use kargo_match::token::SecretString;
 
-use crate::cause::Cause;
+use crate::cause::{Cause, Chain};
 use kargo_match::warehouse::{GROUP, KIND, ListedWarehouse, PLURAL, VERSION, WarehouseKey};
 
 /// Why a cluster call failed.
@@ -172,6 +180,12 @@ pub trait Connector: Send + Sync {
 }
 
 /// The `kube` implementation of [`WarehouseStore`].
+///
+/// A call that fails because its connection was dead (see `transport::is_dead_connection`:
+/// closed, reset or gone away under the request) is sent once more, on a fresh connection,
+/// before its result is returned, so it does not count as an attempt of the caller's bounded
+/// retries. Both calls are safe to repeat: a list page is a read, and the refresh merge patch
+/// sets one annotation to a fixed value, so applying it twice is applying it once.
 #[derive(Clone)]
 pub struct KubeStore {
     client: kube::Client,
@@ -208,10 +222,13 @@ impl WarehouseStore for KubeStore {
         let mut out = Vec::new();
         let mut params = ListParams::default().limit(page_size);
         loop {
-            let mut req = request.list(&params).map_err(kube::Error::BuildRequest)?;
-            // The same tag `Api::list` sets, for kube's tracing layer.
-            req.extensions_mut().insert("list");
-            let page: Page = self.client.request(req).await?;
+            let page: Page = once_more_if_dead(|| async {
+                let mut req = request.list(&params).map_err(kube::Error::BuildRequest)?;
+                // The same tag `Api::list` sets, for kube's tracing layer.
+                req.extensions_mut().insert("list");
+                self.client.request(req).await
+            })
+            .await?;
             out.extend(page.items.unwrap_or_default());
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
@@ -221,10 +238,26 @@ impl WarehouseStore for KubeStore {
     }
 
     async fn patch(&self, key: &WarehouseKey, patch: &Value) -> Result<(), ClusterError> {
-        self.api(&key.namespace)
-            .patch(&key.name, &PatchParams::default(), &Patch::Merge(patch))
-            .await?;
+        let api = self.api(&key.namespace);
+        let (params, merge) = (PatchParams::default(), Patch::Merge(patch));
+        once_more_if_dead(|| api.patch(&key.name, &params, &merge)).await?;
         Ok(())
+    }
+}
+
+/// Runs `call`, and once more when it failed on a dead connection (the pool then holds none,
+/// so the second call opens a fresh one). Callers pass only calls that are safe to repeat.
+async fn once_more_if_dead<T, F, Fut>(call: F) -> Result<T, kube::Error>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    match call().await {
+        Err(e) if transport::is_dead_connection(&e) => {
+            tracing::debug!(cause = %Chain(&e), "connection to the API server was dead; sending again on a fresh one");
+            call().await
+        }
+        other => other,
     }
 }
 
@@ -239,22 +272,26 @@ struct Page {
     items: Option<Vec<ListedWarehouse>>,
 }
 
-/// Builds [`KubeStore`]s from kubeconfig text with quayhook's timeouts.
+/// Builds [`KubeStore`]s from kubeconfig text with quayhook's timeouts, on quayhook's HTTP/2
+/// client (see the module docs).
 #[derive(Clone, Debug)]
 pub struct KubeConnector {
     /// TCP+TLS connect timeout.
     pub connect_timeout: Duration,
-    /// Read timeout per request.
+    /// Longest wait for the answer to one request.
     pub read_timeout: Duration,
+    /// How long an idle connection to the API server is kept for the next call.
+    pub idle_timeout: Duration,
 }
 
 impl KubeConnector {
-    /// The connector with the configuration's timeouts: connect as configured, and no single
-    /// call longer than the whole request budget.
+    /// The connector with the configuration's timeouts: connect as configured, no single
+    /// call longer than the whole request budget, idle connections kept as configured.
     pub fn from_config(config: &crate::config::Config) -> Self {
         Self {
             connect_timeout: config.connect_timeout,
             read_timeout: config.request_timeout,
+            idle_timeout: config.cluster_idle_timeout,
         }
     }
 }
@@ -264,8 +301,14 @@ impl Connector for KubeConnector {
 
     async fn connect(&self, kubeconfig: &SecretString) -> Result<KubeStore, ClusterError> {
         let config = client_config(kubeconfig, self.connect_timeout, self.read_timeout).await?;
-        let client =
-            kube::Client::try_from(config).map_err(|e| ClusterError::Client(Cause::new(e)))?;
+        let client = transport::client(
+            &config,
+            transport::Tuning {
+                connect_timeout: self.connect_timeout,
+                response_timeout: self.read_timeout,
+                idle_timeout: self.idle_timeout,
+            },
+        )?;
         Ok(KubeStore::new(client))
     }
 }
@@ -682,6 +725,66 @@ mod tests {
                     retry_after: Some(Duration::from_secs(3))
                 })
             );
+        }
+
+        /// Fails the next exchange with a transport error instead of an answer.
+        async fn fail(handle: &mut Handle, error: impl Into<tower::BoxError>) {
+            let (_, send) = handle.next_request().await.expect("no request was sent");
+            send.send_error(error);
+        }
+
+        fn reset() -> std::io::Error {
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset)
+        }
+
+        #[tokio::test]
+        async fn a_patch_that_finds_its_connection_dead_is_sent_once_more() {
+            let (store, mut handle) = store();
+            let server = async {
+                fail(&mut handle, reset()).await;
+                let again = serve(
+                    &mut handle,
+                    Method::PATCH,
+                    &format!("{PROJECT}/w?"),
+                    200,
+                    warehouse("kargo-demo", "w", json!([])),
+                )
+                .await;
+                assert_eq!(String::from_utf8(again.body).unwrap(), r#"{"a":1}"#);
+            };
+            let key = WarehouseKey::new("kargo-demo", "w");
+            let patched = exchange(store.patch(&key, &json!({"a": 1})), server).await;
+            assert_eq!(patched, Ok(()));
+        }
+
+        #[tokio::test]
+        async fn a_list_page_is_sent_once_more_but_not_twice() {
+            let (store, mut handle) = store();
+            let server = async {
+                fail(&mut handle, reset()).await;
+                fail(&mut handle, reset()).await;
+            };
+            let listed = exchange(store.list(Some("kargo-demo"), 5), server).await;
+            assert!(
+                matches!(listed, Err(ClusterError::Transport(_))),
+                "{listed:?}"
+            );
+            drop(store);
+            assert!(handle.next_request().await.is_none(), "no third request");
+        }
+
+        #[tokio::test]
+        async fn other_transport_errors_are_left_to_the_bounded_retries() {
+            let (store, mut handle) = store();
+            let server = fail(&mut handle, "tls handshake failed");
+            let key = WarehouseKey::new("kargo-demo", "w");
+            let patched = exchange(store.patch(&key, &json!({})), server).await;
+            assert!(
+                matches!(patched, Err(ClusterError::Transport(_))),
+                "{patched:?}"
+            );
+            drop(store);
+            assert!(handle.next_request().await.is_none(), "not sent again");
         }
     }
 }

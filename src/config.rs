@@ -26,6 +26,35 @@ pub enum SecretsConfig {
         /// A kubeconfig file (token and CA data inline).
         kubeconfig: PathBuf,
     },
+    /// Receivers from AWS Secrets Manager; no kubeconfig secret: the cluster credential is an
+    /// EKS token signed with the function's own IAM credentials (see [`crate::eks`]).
+    Eks {
+        /// Receiver secrets named one by one (ids or ARNs).
+        receiver_ids: Vec<String>,
+        /// Every secret whose name starts with this is a receiver secret.
+        receiver_prefix: Option<String>,
+        /// The cluster.
+        cluster: EksConfig,
+    },
+}
+
+/// Keyless access to an EKS cluster (`QUAYHOOK_EKS_*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EksConfig {
+    /// The cluster's name, signed into every token (`QUAYHOOK_EKS_CLUSTER`).
+    pub cluster: String,
+    /// The API server and its CA; `None`: read with `eks:DescribeCluster` at cold start.
+    pub endpoint: Option<EksEndpoint>,
+}
+
+/// Where an EKS cluster's API server is and how to trust it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EksEndpoint {
+    /// The API server URL, `https://…` (`QUAYHOOK_EKS_ENDPOINT`).
+    pub server: String,
+    /// The cluster CA, base64 of its PEM as DescribeCluster returns it
+    /// (`QUAYHOOK_EKS_CA_DATA`).
+    pub ca_data: String,
 }
 
 /// Limits of `quayhook serve`, the plain HTTP front (Go's `http.Server` timeouts, plus a
@@ -83,12 +112,18 @@ pub struct Config {
     pub index_miss_interval: Duration,
     /// Page size of Warehouse lists (`limit`).
     pub list_page_size: u32,
-    /// At most this many PATCH requests in flight for one push.
+    /// At most this many PATCH requests in flight for one push: concurrent HTTP/2 streams on
+    /// one connection, so a push selecting up to 100 Warehouses is one wave (kube-apiserver
+    /// allows 250 streams per connection unless `--http2-max-streams-per-connection` says
+    /// otherwise).
     pub patch_concurrency: usize,
     /// Whole-request budget; Quay gives up after 10 s.
     pub request_timeout: Duration,
     /// TCP+TLS connect timeout to the cluster API.
     pub connect_timeout: Duration,
+    /// How long an idle connection to the cluster API is kept for the next push (hyper's
+    /// default, 90 s, would drop it between pushes).
+    pub cluster_idle_timeout: Duration,
     /// Attempts per cluster call on 429/5xx/transport errors (1 = no retry).
     pub max_attempts: u32,
     /// Fetch secrets and list Warehouses during init, before the first request.
@@ -102,6 +137,10 @@ pub struct Config {
     pub queue: Option<QueueConfig>,
     /// What a Lambda invocation serves.
     pub lambda_handler: LambdaHandler,
+    /// Write a CloudWatch embedded-metric-format record per delivery to stdout
+    /// (`QUAYHOOK_METRICS`; by default on inside Lambda, where `AWS_LAMBDA_FUNCTION_NAME` is
+    /// set, and off for `quayhook serve`).
+    pub metrics: bool,
 }
 
 /// A configuration problem, naming the variable.
@@ -135,6 +174,12 @@ pub const KUBECONFIG_SECRET_ID: &str = "QUAYHOOK_KUBECONFIG_SECRET_ID";
 pub const RECEIVERS_FILE: &str = "QUAYHOOK_RECEIVERS_FILE";
 /// Kubeconfig file (file mode).
 pub const KUBECONFIG_FILE: &str = "QUAYHOOK_KUBECONFIG_FILE";
+/// EKS cluster name (EKS mode: no kubeconfig secret).
+pub const EKS_CLUSTER: &str = "QUAYHOOK_EKS_CLUSTER";
+/// EKS API server URL (EKS mode; with [`EKS_CA_DATA`], skips DescribeCluster).
+pub const EKS_ENDPOINT: &str = "QUAYHOOK_EKS_ENDPOINT";
+/// EKS cluster CA, base64 PEM (EKS mode; with [`EKS_ENDPOINT`]).
+pub const EKS_CA_DATA: &str = "QUAYHOOK_EKS_CA_DATA";
 
 impl Config {
     /// Reads the configuration from the process environment.
@@ -179,6 +224,13 @@ impl Config {
                 }
             };
 
+        let eks = eks_config(&get)?;
+        if eks.is_some() && (get(RECEIVERS_FILE).is_some() || get(KUBECONFIG_FILE).is_some()) {
+            return Err(ConfigError::Invalid {
+                var: EKS_CLUSTER,
+                reason: "EKS mode reads receivers from Secrets Manager: unset QUAYHOOK_RECEIVERS_FILE and QUAYHOOK_KUBECONFIG_FILE".into(),
+            });
+        }
         let secrets = match (get(RECEIVERS_FILE), get(KUBECONFIG_FILE)) {
             (Some(receivers), Some(kubeconfig)) => SecretsConfig::Files {
                 receivers: receivers.into(),
@@ -213,14 +265,30 @@ impl Config {
                         hint: "name the receiver secrets (comma-separated ids) or set QUAYHOOK_RECEIVER_SECRET_PREFIX",
                     });
                 }
-                let kubeconfig_id = get(KUBECONFIG_SECRET_ID).ok_or(ConfigError::Missing {
-                    var: KUBECONFIG_SECRET_ID,
-                    hint: "the id or ARN of the secret holding the cluster kubeconfig",
-                })?;
-                SecretsConfig::SecretsManager {
-                    receiver_ids,
-                    receiver_prefix,
-                    kubeconfig_id,
+                match eks {
+                    Some(_) if get(KUBECONFIG_SECRET_ID).is_some() => {
+                        return Err(ConfigError::Invalid {
+                            var: KUBECONFIG_SECRET_ID,
+                            reason: "QUAYHOOK_EKS_CLUSTER is set too: in EKS mode the cluster credential comes from IAM; unset one of them".into(),
+                        });
+                    }
+                    Some(cluster) => SecretsConfig::Eks {
+                        receiver_ids,
+                        receiver_prefix,
+                        cluster,
+                    },
+                    None => {
+                        let kubeconfig_id =
+                            get(KUBECONFIG_SECRET_ID).ok_or(ConfigError::Missing {
+                                var: KUBECONFIG_SECRET_ID,
+                                hint: "the id or ARN of the secret holding the cluster kubeconfig (or set QUAYHOOK_EKS_CLUSTER for keyless EKS access)",
+                            })?;
+                        SecretsConfig::SecretsManager {
+                            receiver_ids,
+                            receiver_prefix,
+                            kubeconfig_id,
+                        }
+                    }
                 }
             }
         };
@@ -233,9 +301,10 @@ impl Config {
             index_ttl: secs("QUAYHOOK_INDEX_TTL", 60.0)?,
             index_miss_interval: secs("QUAYHOOK_INDEX_MISS_INTERVAL", 1.0)?,
             list_page_size: number("QUAYHOOK_LIST_PAGE_SIZE", 500, 1, 10_000)? as u32,
-            patch_concurrency: number("QUAYHOOK_PATCH_CONCURRENCY", 32, 1, 512)? as usize,
+            patch_concurrency: number("QUAYHOOK_PATCH_CONCURRENCY", 100, 1, 512)? as usize,
             request_timeout: secs("QUAYHOOK_REQUEST_TIMEOUT", 8.0)?,
             connect_timeout: secs("QUAYHOOK_CONNECT_TIMEOUT", 2.0)?,
+            cluster_idle_timeout: secs("QUAYHOOK_CLUSTER_IDLE_TIMEOUT", 600.0)?,
             max_attempts: number("QUAYHOOK_MAX_ATTEMPTS", 3, 1, 10)? as u32,
             prefetch: match get("QUAYHOOK_PREFETCH").as_deref() {
                 None | Some("true" | "1" | "yes") => true,
@@ -285,7 +354,24 @@ impl Config {
                     });
                 }
             },
+            metrics: match get("QUAYHOOK_METRICS").as_deref() {
+                None => get("AWS_LAMBDA_FUNCTION_NAME").is_some(),
+                Some("true" | "1" | "yes") => true,
+                Some("false" | "0" | "no") => false,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        var: "QUAYHOOK_METRICS",
+                        reason: format!("expected true or false, got {other:?}"),
+                    });
+                }
+            },
         };
+        if config.lambda_handler == LambdaHandler::Worker && config.queue.is_none() {
+            return Err(ConfigError::Missing {
+                var: "QUAYHOOK_QUEUE_URL",
+                hint: "the worker (_HANDLER=worker) backs off failed messages on its queue; set the queue's URL",
+            });
+        }
         if let Some(queue) = &config.queue
             && (queue.backoff_base.is_zero() || queue.backoff_max < queue.backoff_base)
         {
@@ -298,6 +384,7 @@ impl Config {
             ("QUAYHOOK_SERVE_HEADER_TIMEOUT", config.serve.header_timeout),
             ("QUAYHOOK_SERVE_READ_TIMEOUT", config.serve.read_timeout),
             ("QUAYHOOK_SERVE_IDLE_TIMEOUT", config.serve.idle_timeout),
+            ("QUAYHOOK_CLUSTER_IDLE_TIMEOUT", config.cluster_idle_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Invalid {
@@ -314,6 +401,69 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// The `QUAYHOOK_EKS_*` variables: `None` without a cluster name.
+///
+/// The cluster name follows EKS's rule (1–100 letters, digits, `-` and `_`, starting with a
+/// letter or digit); the endpoint must be `https://`; the CA data must be base64. Endpoint and
+/// CA come together or not at all (then DescribeCluster supplies both).
+fn eks_config(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<EksConfig>, ConfigError> {
+    let (endpoint, ca_data) = (get(EKS_ENDPOINT), get(EKS_CA_DATA));
+    let Some(cluster) = get(EKS_CLUSTER) else {
+        if endpoint.is_some() || ca_data.is_some() {
+            return Err(ConfigError::Missing {
+                var: EKS_CLUSTER,
+                hint: "QUAYHOOK_EKS_ENDPOINT and QUAYHOOK_EKS_CA_DATA belong to EKS mode, which needs the cluster name",
+            });
+        }
+        return Ok(None);
+    };
+    let name_ok = cluster.len() <= 100
+        && cluster.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && cluster
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !name_ok {
+        return Err(ConfigError::Invalid {
+            var: EKS_CLUSTER,
+            reason: format!("{cluster:?} is not an EKS cluster name (letters, digits, - and _)"),
+        });
+    }
+    let endpoint = match (endpoint, ca_data) {
+        (None, None) => None,
+        (Some(server), Some(ca_data)) => {
+            if !server.starts_with("https://") || server.len() <= "https://".len() {
+                return Err(ConfigError::Invalid {
+                    var: EKS_ENDPOINT,
+                    reason: format!("expected the API server's https:// URL, got {server:?}"),
+                });
+            }
+            let base64 = ca_data
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+            if !base64 {
+                return Err(ConfigError::Invalid {
+                    var: EKS_CA_DATA,
+                    reason: "expected base64 of the CA's PEM, as `aws eks describe-cluster --query cluster.certificateAuthority.data` prints it".into(),
+                });
+            }
+            Some(EksEndpoint { server, ca_data })
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::Missing {
+                var: EKS_CA_DATA,
+                hint: "QUAYHOOK_EKS_ENDPOINT needs the cluster CA too (`aws eks describe-cluster --query cluster.certificateAuthority.data`), or unset both to use eks:DescribeCluster",
+            });
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Missing {
+                var: EKS_ENDPOINT,
+                hint: "QUAYHOOK_EKS_CA_DATA needs the API server URL too (`aws eks describe-cluster --query cluster.endpoint`), or unset both to use eks:DescribeCluster",
+            });
+        }
+    };
+    Ok(Some(EksConfig { cluster, endpoint }))
 }
 
 /// Parses `90`, `1.5`, `250ms`, `10s`, `5m` or `1h` into a duration.
@@ -385,9 +535,10 @@ mod tests {
         assert_eq!(c.index_ttl, Duration::from_secs(60));
         assert_eq!(c.index_miss_interval, Duration::from_secs(1));
         assert_eq!(c.list_page_size, 500);
-        assert_eq!(c.patch_concurrency, 32);
+        assert_eq!(c.patch_concurrency, 100);
         assert_eq!(c.request_timeout, Duration::from_secs(8));
         assert_eq!(c.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.cluster_idle_timeout, Duration::from_secs(600));
         assert_eq!(c.max_attempts, 3);
         assert!(c.prefetch);
     }
@@ -487,6 +638,9 @@ mod tests {
         assert!(with("QUAYHOOK_REQUEST_TIMEOUT", "0").is_err());
         assert!(with("QUAYHOOK_PATCH_CONCURRENCY", "0").is_err());
         assert!(with("QUAYHOOK_PATCH_CONCURRENCY", "many").is_err());
+        let idle = with("QUAYHOOK_CLUSTER_IDLE_TIMEOUT", "30m").unwrap();
+        assert_eq!(idle.cluster_idle_timeout, Duration::from_secs(1800));
+        assert!(with("QUAYHOOK_CLUSTER_IDLE_TIMEOUT", "0s").is_err());
         assert!(with("QUAYHOOK_PREFETCH", "maybe").is_err());
         assert!(!with("QUAYHOOK_PREFETCH", "false").unwrap().prefetch);
         assert!(with("QUAYHOOK_MAX_TAGS", "0").is_err());
@@ -508,8 +662,20 @@ mod tests {
         assert_eq!(queue.backoff_base, Duration::from_secs(30));
         assert_eq!(queue.backoff_max, Duration::from_secs(900));
         assert!(with("QUAYHOOK_QUEUE_URL", "my-queue").is_err());
+        assert!(matches!(
+            with("_HANDLER", "worker"),
+            Err(ConfigError::Missing {
+                var: "QUAYHOOK_QUEUE_URL",
+                ..
+            })
+        ));
+        let mut worker = MINIMAL.to_vec();
+        worker.extend([
+            ("_HANDLER", "worker"),
+            ("QUAYHOOK_QUEUE_URL", "https://sqs/1/q"),
+        ]);
         assert_eq!(
-            with("_HANDLER", "worker").unwrap().lambda_handler,
+            parse(&worker).unwrap().lambda_handler,
             LambdaHandler::Worker
         );
         assert_eq!(
@@ -517,6 +683,116 @@ mod tests {
             LambdaHandler::Http
         );
         assert!(with("_HANDLER", "ecr").is_err());
+    }
+
+    #[test]
+    fn metrics_are_on_inside_lambda_unless_switched_off() {
+        let with = |vars: &[(&'static str, &'static str)]| {
+            let mut all = MINIMAL.to_vec();
+            all.extend_from_slice(vars);
+            parse(&all)
+        };
+        assert!(!with(&[]).unwrap().metrics, "off for quayhook serve");
+        assert!(
+            with(&[("AWS_LAMBDA_FUNCTION_NAME", "quayhook")])
+                .unwrap()
+                .metrics
+        );
+        assert!(
+            !with(&[
+                ("AWS_LAMBDA_FUNCTION_NAME", "quayhook"),
+                ("QUAYHOOK_METRICS", "false")
+            ])
+            .unwrap()
+            .metrics
+        );
+        assert!(with(&[("QUAYHOOK_METRICS", "true")]).unwrap().metrics);
+        assert!(matches!(
+            with(&[("QUAYHOOK_METRICS", "sometimes")]),
+            Err(ConfigError::Invalid {
+                var: "QUAYHOOK_METRICS",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn eks_mode_needs_a_cluster_name_and_no_kubeconfig_secret() {
+        let receivers = (RECEIVER_SECRET_PREFIX, "quayhook/receivers/");
+        let c = parse(&[receivers, (EKS_CLUSTER, "prod-1")]).unwrap();
+        assert_eq!(
+            c.secrets,
+            SecretsConfig::Eks {
+                receiver_ids: Vec::new(),
+                receiver_prefix: Some("quayhook/receivers/".into()),
+                cluster: EksConfig {
+                    cluster: "prod-1".into(),
+                    endpoint: None,
+                },
+            },
+            "no endpoint: DescribeCluster at cold start"
+        );
+        let c = parse(&[
+            receivers,
+            (EKS_CLUSTER, "prod-1"),
+            (EKS_ENDPOINT, "https://ABC.gr7.eu-west-1.eks.amazonaws.com"),
+            (EKS_CA_DATA, "LS0tLS1CRUdJTiBDRVJU+/=="),
+        ])
+        .unwrap();
+        let SecretsConfig::Eks { cluster, .. } = c.secrets else {
+            panic!("EKS mode")
+        };
+        assert_eq!(
+            cluster.endpoint,
+            Some(EksEndpoint {
+                server: "https://ABC.gr7.eu-west-1.eks.amazonaws.com".into(),
+                ca_data: "LS0tLS1CRUdJTiBDRVJU+/==".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn eks_mode_rejects_half_an_endpoint_bad_values_and_mixed_modes() {
+        let receivers = (RECEIVER_SECRET_PREFIX, "r/");
+        let err = |vars: &[(&'static str, &'static str)]| {
+            let mut all = vec![receivers];
+            all.extend_from_slice(vars);
+            match parse(&all) {
+                Err(ConfigError::Missing { var, .. } | ConfigError::Invalid { var, .. }) => var,
+                Ok(c) => panic!("accepted {vars:?}: {c:?}"),
+            }
+        };
+        let server = (EKS_ENDPOINT, "https://x.eks.amazonaws.com");
+        let ca = (EKS_CA_DATA, "Zm9v");
+        assert_eq!(err(&[(EKS_CLUSTER, "c"), server]), EKS_CA_DATA);
+        assert_eq!(err(&[(EKS_CLUSTER, "c"), ca]), EKS_ENDPOINT);
+        assert_eq!(err(&[server, ca]), EKS_CLUSTER, "endpoint without cluster");
+        assert_eq!(err(&[(EKS_CLUSTER, "-bad")]), EKS_CLUSTER);
+        assert_eq!(err(&[(EKS_CLUSTER, "has space")]), EKS_CLUSTER);
+        assert_eq!(
+            err(&[(EKS_CLUSTER, "c"), (EKS_ENDPOINT, "http://x"), ca]),
+            EKS_ENDPOINT
+        );
+        assert_eq!(
+            err(&[(EKS_CLUSTER, "c"), server, (EKS_CA_DATA, "-----BEGIN")]),
+            EKS_CA_DATA
+        );
+        assert_eq!(
+            err(&[(EKS_CLUSTER, "c"), (KUBECONFIG_SECRET_ID, "k")]),
+            KUBECONFIG_SECRET_ID,
+            "one cluster credential, not two"
+        );
+        assert_eq!(
+            err(&[(EKS_CLUSTER, "c"), (RECEIVERS_FILE, "r.json")]),
+            EKS_CLUSTER
+        );
+        assert!(matches!(
+            parse(&[(EKS_CLUSTER, "c")]),
+            Err(ConfigError::Missing {
+                var: RECEIVER_SECRET_IDS,
+                ..
+            })
+        ));
     }
 
     #[test]

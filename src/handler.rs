@@ -2,33 +2,36 @@
 //!
 //! I/O through [`State`]. [`answer`] runs [`admit`] on the request head alone (route → method →
 //! token → declared length), reads the body only then, and runs [`deliver`], a straight line
-//! of steps (size → payload → index → plan → patches), each one pure call or one call on
-//! [`State`]; [`respond`] is the only place that picks a status and a body. The Lambda runtime
+//! of steps (size → payload → index → plan → patches, the last two in [`crate::refresh`],
+//! shared with the queue worker), each one pure call or one call on [`State`]; with a queue
+//! configured, what the cluster could not take is queued for the worker (see [`deliver`]).
+//! [`respond`] is the only place that picks a status and a body. The Lambda runtime
 //! reaches [`answer`] through [`crate::lambda`]; [`handle`] answers a `lambda_http` request
 //! (tests and fuzz targets replay events with it). Nothing logs the path, the token, the body or
 //! a secret: the one `info` event per request carries the receiver, the repository, the tags and
 //! the counts.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures::StreamExt;
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::Instrument;
 
 use crate::cause::Chain;
-use crate::cluster::{ClusterError, Connector, WarehouseStore};
-use crate::outcome::{Outcome, ReceiverOut, WarehouseOut, clip};
+use crate::cluster::Connector;
+use crate::message::Message;
+use crate::metrics::{Delivery, Source};
+use crate::outcome::{Completion, Outcome, ReceiverOut, WarehouseOut, clip};
+use crate::queue::{AnyQueue, Queue, QueueError};
+use crate::refresh::{self, Patched};
 use crate::retry::Budget;
 use crate::secrets::{SecretSource, SecretsError};
 use crate::state::{State, StateError};
-use kargo_match::index::{Index, Plan, candidate_urls};
+use kargo_match::index::{Selected, candidate_urls};
 use kargo_match::quay::{MAX_BODY_BYTES, PayloadError, Push};
-use kargo_match::token::Match;
-use kargo_match::urls::RepoUrl;
-use kargo_match::warehouse::{WarehouseKey, refresh_patch};
+use kargo_match::token::{Match, ReceiverId};
+use kargo_match::warehouse::WarehouseKey;
 
 /// Why a request is answered with an error before any Warehouse is touched.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +58,14 @@ pub enum Rejection {
     /// Returned when receiver secrets cannot be read and none are cached.
     #[error("receiver secrets unavailable")]
     Secrets(#[source] SecretsError),
-    /// Returned when the Warehouses cannot be listed (or the kubeconfig cannot be used).
+    /// Returned when the Warehouses cannot be listed (or the kubeconfig cannot be used), and
+    /// the push could not be queued.
     #[error("cannot list warehouses")]
     Cluster(#[source] StateError),
+    /// Returned when an API Gateway event reaches the queue worker (`_HANDLER=worker`): the
+    /// function's event sources are miswired.
+    #[error("this function is the queue worker")]
+    NotWebhookFunction,
 }
 
 /// The token of a path that is exactly `{base}/quay/{token}`, after Go-style percent-decoding
@@ -190,6 +198,10 @@ where
         let elapsed = started.elapsed().as_millis() as u64;
         let response = respond(&result);
         let status = response.status().as_u16();
+        // The one metric record per delivery, beside the one outcome event below.
+        let delivery =
+            Delivery::answered(Source::Quay, status, started.elapsed(), result.as_ref().ok());
+        crate::metrics::record(state.config.metrics, &delivery);
         match &result {
             Ok(o) => {
                 let echo = o.echo();
@@ -207,19 +219,22 @@ where
                             skipped = o.skipped.len(),
                             invalid = o.invalid.len(),
                             gone = o.gone.len(),
+                            queued = o.queued.len(),
+                            queued_push = o.queued_push,
+                            cause = o.cause.as_deref().map(clip).as_deref(),
                             test = o.test_notification,
                             duration_ms = elapsed,
                             $message
                         )
                     };
                 }
-                if o.succeeded() {
-                    outcome!(tracing::Level::INFO, "push handled");
-                } else {
-                    outcome!(tracing::Level::WARN, "push partly failed");
+                match o.completion() {
+                    Completion::Done => outcome!(tracing::Level::INFO, "push handled"),
+                    Completion::Queued => outcome!(tracing::Level::WARN, "push queued for the worker"),
+                    Completion::PartlyFailed => outcome!(tracing::Level::WARN, "push partly failed"),
                 }
             }
-            Err(e @ (Rejection::Secrets(_) | Rejection::Cluster(_))) => {
+            Err(e @ (Rejection::Secrets(_) | Rejection::Cluster(_) | Rejection::NotWebhookFunction)) => {
                 tracing::error!(status, cause = %Chain(e), duration_ms = elapsed, "push not handled");
             }
             Err(e) => tracing::info!(status, cause = %Chain(e), duration_ms = elapsed, "push rejected"),
@@ -272,7 +287,18 @@ pub async fn admit<S: SecretSource, C: Connector>(
     })
 }
 
-/// The steps after the head: size → payload → index → plan → patches.
+/// The steps after the head: size → payload → index → plan → patches, and with a queue
+/// configured, queueing what the cluster could not take.
+///
+/// # The durable path
+/// When the state has a queue ([`State::with_queue`]), the cluster gets the budget less
+/// [`ENQUEUE_RESERVE`], and work that failed for a transient reason
+/// ([`StateError::is_transient`]) is queued for the worker instead of failing the delivery:
+/// the Warehouses whose patch failed (the outcome lists them under `queued`, the others stay
+/// `refreshed`), or the push itself when the Warehouses could not be listed. Quay then sees a
+/// 202, not a 5xx that counts toward disabling the notification. A permanent failure (403,
+/// an unusable kubeconfig) is never queued, and when the queue fails too the answer is what it
+/// would be without one (503 for the list, 500 for the patches).
 ///
 /// # Errors
 /// A [`Rejection`] for everything answered before the patches.
@@ -281,6 +307,7 @@ pub async fn deliver<S: SecretSource, C: Connector>(
     admitted: Admitted,
     body: &[u8],
 ) -> Result<Outcome, Rejection> {
+    let received = SystemTime::now();
     if body.len() > MAX_BODY_BYTES {
         return Err(Rejection::TooLarge);
     }
@@ -293,106 +320,59 @@ pub async fn deliver<S: SecretSource, C: Connector>(
     tags.truncate(state.config.max_tags);
 
     let matched = admitted.matched;
-    let namespace = matched.id.project.clone();
-    let namespace = (!namespace.is_empty()).then_some(namespace);
+    let namespace = (!matched.id.project.is_empty()).then(|| matched.id.project.clone());
     let budget = Budget::within(state.config.request_timeout, admitted.remaining);
-    let index = state
-        .index(namespace.as_deref(), &urls, &budget)
-        .await
-        .map_err(Rejection::Cluster)?;
-    let (plan, urls, tags) = plan(index, namespace.clone(), urls, tags).await;
-    let mut outcome = refresh(state, namespace.as_deref(), &plan, &budget).await;
-    outcome.test_notification = push.is_test_notification();
-    outcome.receiver = ReceiverOut {
-        project: matched.id.project,
-        name: matched.id.receiver,
-        previous_secret: matched.previous,
+    let cluster_budget = match state.queue() {
+        Some(_) => budget.ending_before(ENQUEUE_RESERVE),
+        None => budget,
     };
-    outcome.repositories = urls.iter().map(ToString::to_string).collect();
+    let mut outcome = Outcome {
+        test_notification: push.is_test_notification(),
+        receiver: ReceiverOut {
+            project: matched.id.project.clone(),
+            name: matched.id.receiver.clone(),
+            previous_secret: matched.previous,
+        },
+        repositories: urls.iter().map(ToString::to_string).collect(),
+        tags_not_considered,
+        ..Outcome::default()
+    };
+    let queued = Queued {
+        receiver: &matched.id,
+        docker_url: &push.docker_url,
+        received,
+        budget: &budget,
+    };
+    let index = match state
+        .index(namespace.as_deref(), &urls, &cluster_budget)
+        .await
+    {
+        Ok(index) => index,
+        Err(e) => {
+            outcome.tags = tags;
+            return match state.queue() {
+                Some(queue) if e.is_transient() => {
+                    queue_push(queue, &queued, &mut outcome, &e).await?;
+                    Ok(outcome)
+                }
+                _ => Err(Rejection::Cluster(e)),
+            };
+        }
+    };
+    let (plan, _, tags) = refresh::plan(index, namespace, urls, tags).await;
     outcome.tags = tags;
-    outcome.tags_not_considered = tags_not_considered;
-    Ok(outcome)
-}
-
-/// Selections evaluated inline; a plan with more (tags × subscribers) runs on the blocking
-/// pool, so a push with many tags never stalls the deliveries sharing the async workers.
-const INLINE_EVALUATIONS: usize = 4096;
-
-/// The index's plan for this push, off the async workers when it is large.
-async fn plan(
-    index: Arc<Index>,
-    namespace: Option<String>,
-    urls: Vec<RepoUrl>,
-    tags: Vec<String>,
-) -> (Plan, Vec<RepoUrl>, Vec<String>) {
-    let evaluations = tags
-        .len()
-        .max(1)
-        .saturating_mul(index.subscriber_count(namespace.as_deref(), &urls));
-    if evaluations <= INLINE_EVALUATIONS {
-        let plan = index.plan(namespace.as_deref(), &urls, &tags);
-        return (plan, urls, tags);
-    }
-    let work = tokio::task::spawn_blocking(move || {
-        let plan = index.plan(namespace.as_deref(), &urls, &tags);
-        (plan, urls, tags)
-    });
-    match work.await {
-        Ok(done) => done,
-        // The plan is pure and does not panic on any input (fuzzed); a panic there is a bug
-        // and must reach the runtime as one.
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
-/// Patches every selected Warehouse concurrently (bounded) and sorts the results.
-async fn refresh<S: SecretSource, C: Connector>(
-    state: &State<S, C>,
-    namespace: Option<&str>,
-    plan: &Plan,
-    budget: &Budget,
-) -> Outcome {
-    let patch = refresh_patch(SystemTime::now());
-    let patch = &patch;
-    // Owned items: a stream closure taking `&Selected` trips the compiler's higher-ranked
-    // lifetime check once the future must be `Send` (as `lambda_http::run` requires).
-    let keys: Vec<(usize, WarehouseKey)> = plan
-        .refresh
-        .iter()
-        .map(|s| s.key.clone())
-        .enumerate()
-        .collect();
-    let mut results: Vec<(usize, Result<(), StateError>)> = futures::stream::iter(keys)
-        .map(|(i, key)| async move {
-            let result = state
-                .with_store(budget, |store| {
-                    let key = key.clone();
-                    async move { store.patch(&key, patch).await }
-                })
-                .await;
-            (i, result)
-        })
-        .buffer_unordered(state.config.patch_concurrency)
-        .collect()
-        .await;
-
-    let mut outcome = Outcome::default();
-    results.sort_by_key(|(i, _)| *i);
-    for (i, result) in results {
-        let selected = &plan.refresh[i];
+    let keys: Vec<WarehouseKey> = plan.refresh.iter().map(|s| s.key.clone()).collect();
+    let patched = refresh::patch_all(state, &keys, &cluster_budget).await;
+    let mut retry: Vec<(&Selected, StateError)> = Vec::new();
+    for (selected, result) in plan.refresh.iter().zip(patched) {
         match result {
-            Ok(()) => {
-                tracing::debug!(warehouse = %selected.key, tag = ?selected.tag, "refreshed");
-                outcome.refreshed.push(WarehouseOut::selected(selected));
+            Patched::Refreshed => outcome.refreshed.push(WarehouseOut::selected(selected)),
+            Patched::Gone => outcome.gone.push(WarehouseOut::selected(selected)),
+            Patched::Failed(e) if e.is_transient() && state.queue().is_some() => {
+                retry.push((selected, e));
             }
-            Err(StateError::Cluster(ClusterError::NotFound)) => {
-                tracing::info!(warehouse = %selected.key, "warehouse gone; dropped from the index");
-                state.forget(namespace, &selected.key);
-                outcome.gone.push(WarehouseOut::selected(selected));
-            }
-            Err(e) => {
+            Patched::Failed(e) => {
                 let cause = Chain(&e).to_string();
-                tracing::warn!(warehouse = %selected.key, cause = %clip(&cause), "refresh failed");
                 outcome.failed.push(WarehouseOut::failed(selected, &cause));
             }
         }
@@ -407,17 +387,124 @@ async fn refresh<S: SecretSource, C: Connector>(
         tracing::warn!(warehouse = %invalid.key, cause = ?out.error, "subscription misconfigured");
         outcome.invalid.push(out);
     }
-    outcome
+    if let Some(queue) = state.queue()
+        && !retry.is_empty()
+    {
+        queue_warehouses(queue, &queued, &mut outcome, retry).await;
+    }
+    Ok(outcome)
+}
+
+/// Time kept back from the cluster's share of the budget, when a queue is configured, to
+/// queue what the cluster could not take (an SQS `SendMessage` takes tens of milliseconds;
+/// the SDK gives up after [`crate::secrets::sdk_timeouts`]). At most half the budget.
+pub const ENQUEUE_RESERVE: Duration = Duration::from_secs(1);
+
+/// What every message of one delivery repeats.
+struct Queued<'a> {
+    receiver: &'a ReceiverId,
+    docker_url: &'a str,
+    received: SystemTime,
+    budget: &'a Budget,
+}
+
+impl Queued<'_> {
+    fn message(&self, outcome: &Outcome, pending: Option<&[WarehouseKey]>, cause: &str) -> Message {
+        Message::new(
+            self.receiver,
+            self.docker_url,
+            outcome.repositories.clone(),
+            outcome.tags.clone(),
+            self.received,
+            pending,
+            clip(cause).into_owned(),
+        )
+    }
+
+    /// Sends `message` (split when long) within the request's budget.
+    async fn send(&self, queue: &AnyQueue, message: Message) -> Result<(), QueueError> {
+        for part in message.split().map_err(QueueError::Message)? {
+            self.budget
+                .finish(queue.send(&part))
+                .await
+                .unwrap_or(Err(QueueError::Timeout))?;
+        }
+        Ok(())
+    }
+}
+
+/// Queues the whole push for the worker to plan: no Warehouse could be listed.
+///
+/// # Errors
+/// [`Rejection::Cluster`] with the list's error when the queue fails as well.
+async fn queue_push(
+    queue: &AnyQueue,
+    queued: &Queued<'_>,
+    outcome: &mut Outcome,
+    error: &StateError,
+) -> Result<(), Rejection> {
+    let cause = Chain(error).to_string();
+    match queued
+        .send(queue, queued.message(outcome, None, &cause))
+        .await
+    {
+        Ok(()) => {
+            outcome.queued_push = true;
+            outcome.cause = Some(cause);
+            Ok(())
+        }
+        Err(q) => {
+            tracing::error!(cause = %Chain(&q), "cannot queue the push; answering as without a queue");
+            Err(Rejection::Cluster(error.clone()))
+        }
+    }
+}
+
+/// Queues the Warehouses whose patch failed transiently; those the queue does not take stay
+/// `failed`.
+async fn queue_warehouses(
+    queue: &AnyQueue,
+    queued: &Queued<'_>,
+    outcome: &mut Outcome,
+    retry: Vec<(&Selected, StateError)>,
+) {
+    let cause = Chain(&retry[0].1).to_string();
+    let keys: Vec<WarehouseKey> = retry.iter().map(|(s, _)| s.key.clone()).collect();
+    let message = queued.message(outcome, Some(&keys), &cause);
+    match queued.send(queue, message).await {
+        Ok(()) => {
+            outcome.queued = retry
+                .iter()
+                .map(|(selected, _)| WarehouseOut::selected(selected))
+                .collect();
+            outcome.cause = Some(cause);
+        }
+        Err(q) => {
+            // A long list may have been queued in part; the worker refreshing those again
+            // is harmless, and this answer must not claim what it cannot show.
+            tracing::error!(cause = %Chain(&q), warehouses = keys.len(), "cannot queue the failed refreshes; answering as without a queue");
+            for (selected, e) in &retry {
+                let cause = Chain(e).to_string();
+                outcome.failed.push(WarehouseOut::failed(selected, &cause));
+            }
+            outcome
+                .failed
+                .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        }
+    }
 }
 
 /// The one mapping from a result to a status and a JSON body (Kargo's shapes, plus detail).
 pub fn respond(result: &Result<Outcome, Rejection>) -> Response<Body> {
     let (status, body) = match result {
-        Ok(o) if o.succeeded() => (StatusCode::OK, serde_json::to_value(o.echo())),
-        Ok(o) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            serde_json::to_value(o.echo()),
-        ),
+        Ok(o) => {
+            let status = match o.completion() {
+                Completion::Done => StatusCode::OK,
+                Completion::Queued => StatusCode::ACCEPTED,
+                Completion::PartlyFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (status, serde_json::to_value(o.echo()))
+        }
         Err(r) => {
             let (status, message): (StatusCode, Option<String>) = match r {
                 Rejection::MethodNotAllowed => (
@@ -444,6 +531,10 @@ pub fn respond(result: &Result<Outcome, Rejection>) -> Response<Body> {
                 Rejection::Cluster(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, Some(Chain(r).to_string()))
                 }
+                Rejection::NotWebhookFunction => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some("this function is the queue worker, not the webhook".into()),
+                ),
             };
             let body = match message {
                 Some(m) => serde_json::json!({ "error": m }),
@@ -523,6 +614,28 @@ mod tests {
         let head = Head::of(&req);
         assert!(head.path.starts_with("/quay/"), "{}", head.path);
         assert_eq!(head.method, Method::POST);
+    }
+
+    #[test]
+    fn queued_work_is_202_and_a_failure_that_was_not_queued_is_500() {
+        let status = |o: Outcome| respond(&Ok(o)).status().as_u16();
+        assert_eq!(status(Outcome::default()), 200);
+        let queued = || Outcome {
+            queued_push: true,
+            ..Outcome::default()
+        };
+        assert_eq!(status(queued()), 202);
+        let mut partly = queued();
+        partly.failed.push(WarehouseOut::failed(
+            &Selected {
+                key: WarehouseKey::new("ns", "w"),
+                tag: None,
+            },
+            "forbidden (403)",
+        ));
+        assert_eq!(status(partly), 500);
+        let misrouted = respond(&Err(Rejection::NotWebhookFunction));
+        assert_eq!(misrouted.status().as_u16(), 503);
     }
 
     #[test]

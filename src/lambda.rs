@@ -15,8 +15,23 @@
 //! checked for syntax, since HTTP answers an invalid one with 400 (RFC 9112 §3.2). Every
 //! problem is an [`EventError`], answered 400 `{"error":"invalid request"}`.
 //!
-//! Events of other services (SQS, EventBridge) would be further [`Event`] variants, told apart
-//! in [`Event::from_value`] and answered by their own arm of [`invoke`]'s `match`.
+//! # Two functions, one binary
+//! The same binary serves the webhook (`_HANDLER=http`) and the durable path's queue worker
+//! (`_HANDLER=worker`, [`crate::worker`]); [`Event::from_value`] tells an SQS event
+//! (`Records[]`, each with `eventSource` `aws:sqs`) from API Gateway's, and [`invoke`] answers
+//! each kind by the function's handler:
+//!
+//! | event \ handler | `http` | `worker` |
+//! |---|---|---|
+//! | API Gateway | the delivery's answer | 503 `{"error":"this function is the queue worker, not the webhook"}` |
+//! | SQS | a batch response failing every record | the worker's batch response |
+//!
+//! A mismatch means the function's event sources are miswired; it is logged as an error.
+//! An SQS batch reaching the webhook function is failed whole, not handled and not deleted:
+//! its messages go back to the queue and, after `maxReceiveCount`, to the dead-letter queue,
+//! from where they can be redriven once the wiring is fixed. (That takes
+//! `ReportBatchItemFailures` on the mapping, as the worker's needs anyway; without it Lambda
+//! deletes a batch whatever the answer says.)
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +41,7 @@ use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayProxyRequest, ApiGatewayProxyResponse, ApiGatewayV2httpRequest,
     ApiGatewayV2httpResponse,
 };
+use lambda_http::aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_http::http::Method;
 use lambda_http::http::header::CONTENT_LENGTH;
 use lambda_http::lambda_runtime::LambdaEvent;
@@ -35,6 +51,7 @@ use serde_json::Value;
 
 use crate::cause::Chain;
 use crate::cluster::Connector;
+use crate::config::LambdaHandler;
 use crate::handler::{self, Head, Rejection, declared_length};
 use crate::secrets::SecretSource;
 use crate::state::State;
@@ -72,6 +89,8 @@ pub enum Event {
     HttpV2(Box<ApiGatewayV2httpRequest>),
     /// A REST API request, or an HTTP API payload 1.0 request.
     RestV1(Box<ApiGatewayProxyRequest>),
+    /// A batch of SQS messages, for the queue worker.
+    Sqs(Box<SqsEvent>),
 }
 
 /// Why an invocation payload is not a request quayhook can answer; answered 400.
@@ -124,6 +143,9 @@ pub enum ErrorKind {
     /// Occurs when `isBase64Encoded` is true and the body is not standard base64.
     #[error("body is not valid base64")]
     Base64,
+    /// Occurs when an SQS event is read as an HTTP request.
+    #[error("not an HTTP request")]
+    NotHttp,
 }
 
 /// One delivery read from an event: what [`handler::answer`] needs.
@@ -138,14 +160,20 @@ pub struct Delivery {
 impl Event {
     /// Reads an invocation payload as the event its fields say it is.
     ///
-    /// HTTP API payload 2.0 when `version` is `"2.0"` (then it must have a `rawPath` and a
+    /// An SQS event when `Records` is a non-empty array whose every element has
+    /// `eventSource` `aws:sqs`; a record that does not read as an SQS message keeps only its
+    /// `messageId` and `receiptHandle` (the worker then fails it, and that record only).
+    /// Otherwise HTTP API payload 2.0 when `version` is `"2.0"` (then it must have a `rawPath` and a
     /// `requestContext.http.method`); otherwise REST payload 1.0, which must have `httpMethod`,
     /// `path` and `requestContext.stage`. The method must parse with [`Method::from_bytes`].
     ///
     /// # Errors
     /// An [`EventError`] ([`ErrorKind::Unrecognized`], [`ErrorKind::Method`] or
     /// [`ErrorKind::Malformed`]) in the shape the payload claims.
-    pub fn from_value(payload: Value) -> Result<Event, EventError> {
+    pub fn from_value(mut payload: Value) -> Result<Event, EventError> {
+        if let Some(records) = sqs_records(&mut payload) {
+            return Ok(Event::Sqs(Box::new(sqs_event(records))));
+        }
         let shape = Shape::claimed_by(&payload);
         let text = |pointer: &str| payload.pointer(pointer).and_then(Value::as_str);
         let method = match shape {
@@ -164,11 +192,13 @@ impl Event {
         event.map_err(|_| error(ErrorKind::Malformed))
     }
 
-    /// The response shape this event expects.
-    pub fn shape(&self) -> Shape {
+    /// The HTTP response shape this event expects; `None` for an SQS event, which is
+    /// answered with a batch response.
+    pub fn shape(&self) -> Option<Shape> {
         match self {
-            Event::HttpV2(_) => Shape::HttpV2,
-            Event::RestV1(_) => Shape::RestV1,
+            Event::HttpV2(_) => Some(Shape::HttpV2),
+            Event::RestV1(_) => Some(Shape::RestV1),
+            Event::Sqs(_) => None,
         }
     }
 
@@ -181,11 +211,12 @@ impl Event {
     ///
     /// # Errors
     /// [`ErrorKind::Host`] for an invalid `Host`, [`ErrorKind::Base64`] for a body marked
-    /// base64 that is not.
+    /// base64 that is not, [`ErrorKind::NotHttp`] for an SQS event.
     pub fn into_delivery(self, remaining: Option<Duration>) -> Result<Delivery, EventError> {
-        let shape = self.shape();
+        let shape = self.shape().unwrap_or(Shape::RestV1);
         let error = |kind| EventError::new(shape, kind);
         let (head, body, encoded) = match self {
+            Event::Sqs(_) => return Err(error(ErrorKind::NotHttp)),
             Event::HttpV2(event) => {
                 let event = *event;
                 host::check(&event.headers).map_err(error)?;
@@ -230,6 +261,43 @@ impl Event {
     }
 }
 
+/// The `Records` of an SQS event, taken out of the payload; `None` (payload untouched) for
+/// anything else.
+fn sqs_records(payload: &mut Value) -> Option<Vec<Value>> {
+    let records = payload.get("Records")?.as_array()?;
+    let sqs = !records.is_empty()
+        && records
+            .iter()
+            .all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"));
+    match payload.get_mut("Records").map(Value::take) {
+        Some(Value::Array(records)) if sqs => Some(records),
+        Some(taken) => {
+            payload["Records"] = taken;
+            None
+        }
+        None => None,
+    }
+}
+
+/// The SQS event of `records`, each read on its own (see [`Event::from_value`]).
+fn sqs_event(records: Vec<Value>) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = records
+        .into_iter()
+        .map(|raw| {
+            let text = |field: &str| raw.get(field).and_then(Value::as_str).map(str::to_owned);
+            let (message_id, receipt_handle) = (text("messageId"), text("receiptHandle"));
+            serde_json::from_value(raw).unwrap_or_else(|_| {
+                let mut unreadable = SqsMessage::default();
+                unreadable.message_id = message_id;
+                unreadable.receipt_handle = receipt_handle;
+                unreadable
+            })
+        })
+        .collect();
+    event
+}
+
 /// The path a REST (payload 1.0) event routes on: its `path`, less the stage only when the
 /// stage is really in it.
 ///
@@ -268,8 +336,9 @@ pub fn remaining(deadline_ms: u64, now: SystemTime) -> Option<Duration> {
     (deadline_ms > now_ms).then(|| Duration::from_millis(deadline_ms - now_ms))
 }
 
-/// The answer to an API Gateway event, in the shape it expects; serializes as the bare
-/// API Gateway response (`statusCode`, `headers`, `body`, `isBase64Encoded`, …).
+/// The answer to an invocation, in the shape its event expects; serializes as the bare
+/// API Gateway response (`statusCode`, `headers`, `body`, `isBase64Encoded`, …) or the bare
+/// SQS batch response (`batchItemFailures`).
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Reply {
@@ -277,6 +346,8 @@ pub enum Reply {
     HttpV2(ApiGatewayV2httpResponse),
     /// For a REST API or payload 1.0 event.
     RestV1(ApiGatewayProxyResponse),
+    /// For an SQS event: the records that failed.
+    Batch(SqsBatchResponse),
 }
 
 impl Reply {
@@ -314,34 +385,46 @@ impl Reply {
         }
     }
 
-    /// The HTTP status.
-    pub fn status(&self) -> i64 {
+    /// The HTTP status; `None` for a batch response.
+    pub fn status(&self) -> Option<i64> {
         match self {
-            Reply::HttpV2(r) => r.status_code,
-            Reply::RestV1(r) => r.status_code,
+            Reply::HttpV2(r) => Some(r.status_code),
+            Reply::RestV1(r) => Some(r.status_code),
+            Reply::Batch(_) => None,
         }
     }
 
-    /// The body text (every handler answer has one).
+    /// The body text (every handler answer has one; a batch response has none).
     pub fn body(&self) -> Option<&str> {
         let body = match self {
             Reply::HttpV2(r) => r.body.as_ref(),
             Reply::RestV1(r) => r.body.as_ref(),
+            Reply::Batch(_) => None,
         };
         match body {
             Some(Body::Text(text)) => Some(text),
             _ => None,
         }
     }
+
+    /// The batch response, for an SQS event.
+    pub fn batch(&self) -> Option<&SqsBatchResponse> {
+        match self {
+            Reply::Batch(r) => Some(r),
+            _ => None,
+        }
+    }
 }
 
-/// Answers one Lambda invocation: reads the event, runs [`handler::answer`] on its delivery,
-/// and writes the handler's response in the event's shape.
+/// Answers one Lambda invocation: reads the event and answers it by the function's handler
+/// (`config.lambda_handler`; see "Two functions, one binary" above). An API Gateway event
+/// goes through [`handler::answer`], its response written in the event's shape; an SQS event
+/// through [`crate::worker::run`].
 ///
-/// Never fails and never panics on input: a payload that is not a readable API Gateway event
-/// is answered 400 through [`handler::respond`] ([`Rejection::InvalidRequest`]) and logged as
-/// a warning naming only what is wrong. The time left comes from the invocation's deadline
-/// (see [`remaining`]).
+/// Never fails and never panics on input: a payload that is not a readable event is answered
+/// 400 through [`handler::respond`] ([`Rejection::InvalidRequest`]) and logged as a warning
+/// naming only what is wrong. The time left comes from the invocation's deadline (see
+/// [`remaining`]).
 pub async fn invoke<S: SecretSource, C: Connector>(
     state: &State<S, C>,
     event: LambdaEvent<Value>,
@@ -351,11 +434,32 @@ pub async fn invoke<S: SecretSource, C: Connector>(
         Ok(event) => event,
         Err(error) => return reject(error),
     };
-    match event {
-        // Every kind served today is an HTTP request; an SQS or EventBridge kind gets its own
-        // arm (and its own reply).
-        http @ (Event::HttpV2(_) | Event::RestV1(_)) => {
-            let shape = http.shape();
+    match (event, state.config.lambda_handler) {
+        (Event::Sqs(batch), LambdaHandler::Worker) => {
+            Reply::Batch(crate::worker::run(state, *batch, remaining).await)
+        }
+        (Event::Sqs(batch), LambdaHandler::Http) => {
+            let mut reply = SqsBatchResponse::default();
+            for record in batch.records {
+                reply.add_failure(record.message_id.unwrap_or_default());
+            }
+            tracing::error!(
+                records = reply.batch_item_failures.len(),
+                "an SQS batch reached the webhook function (_HANDLER=http): every record failed, none deleted; point the event source mapping at the worker"
+            );
+            Reply::Batch(reply)
+        }
+        (http, LambdaHandler::Worker) => {
+            let shape = http.shape().unwrap_or(Shape::RestV1);
+            let response = handler::respond(&Err(Rejection::NotWebhookFunction));
+            tracing::error!(
+                status = response.status().as_u16(),
+                "an API Gateway event reached the queue worker (_HANDLER=worker); route the API to the webhook function"
+            );
+            Reply::new(shape, response)
+        }
+        (http, LambdaHandler::Http) => {
+            let shape = http.shape().unwrap_or(Shape::RestV1);
             let Delivery { head, body } = match http.into_delivery(remaining) {
                 Ok(delivery) => delivery,
                 Err(error) => return reject(error),

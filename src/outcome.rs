@@ -7,6 +7,9 @@
 //! push or the cluster is cut at [`ECHO_CHARS`] bytes with a marker, so one push with
 //! thousands of tags or a 2 MB `docker_url` answers in a few kilobytes (API Gateway and Lambda
 //! cap a response at 6 MB). What was left out is counted under `omitted`.
+//!
+//! [`Outcome::completion`] says what the delivery amounts to, and so its status in
+//! [`crate::handler::respond`]: done (200), queued for the worker (202), or partly failed (500).
 
 use std::borrow::Cow;
 
@@ -119,6 +122,17 @@ impl WarehouseOut {
     }
 }
 
+/// What a delivery amounts to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// Every selected Warehouse was refreshed (or is gone).
+    Done,
+    /// What the cluster could not take is queued for the worker; nothing failed for good.
+    Queued,
+    /// Some Warehouse's refresh failed and was not queued.
+    PartlyFailed,
+}
+
 /// The result of a delivery that reached the refresh step: every Warehouse it touched.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -142,6 +156,13 @@ pub struct Outcome {
     pub skipped: Vec<WarehouseOut>,
     /// Subscribed Warehouses whose subscription is misconfigured.
     pub invalid: Vec<WarehouseOut>,
+    /// Warehouses whose refresh failed for a transient reason and is queued for the worker.
+    pub queued: Vec<WarehouseOut>,
+    /// Set when the push itself is queued: no plan could be made (the Warehouses could not be
+    /// listed), so the worker plans it.
+    pub queued_push: bool,
+    /// Why work was queued (one line).
+    pub cause: Option<String>,
 }
 
 /// The bounded view of an [`Outcome`] that is serialized into the answer and the log.
@@ -180,6 +201,13 @@ pub struct Echo<'a> {
     /// Subscribed Warehouses whose subscription is misconfigured.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub invalid: &'a [WarehouseOut],
+    /// Warehouses queued for the worker; present (possibly empty, for a queued push) whenever
+    /// something was queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<&'a [WarehouseOut]>,
+    /// Why work was queued (clipped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cow<'a, str>>,
     /// How many entries each cut list left out.
     #[serde(skip_serializing_if = "Omitted::is_empty")]
     pub omitted: Omitted,
@@ -209,6 +237,9 @@ pub struct Omitted {
     /// Invalid Warehouses.
     #[serde(skip_serializing_if = "is_zero")]
     pub invalid: usize,
+    /// Queued Warehouses.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub queued: usize,
 }
 
 impl Omitted {
@@ -228,22 +259,51 @@ fn clipped(items: &[String]) -> (Vec<Cow<'_, str>>, usize) {
 }
 
 impl Outcome {
-    /// Whether every selected Warehouse was refreshed (or is gone).
+    /// Whether no Warehouse's refresh failed for good (queued ones may still be pending).
     pub fn succeeded(&self) -> bool {
         self.failed.is_empty()
     }
 
-    /// The bounded view for the answer and the log; counts in the messages are exact.
-    pub fn echo(&self) -> Echo<'_> {
-        let (msg, error) = if self.failed.is_empty() {
-            (
-                Some(format!("refreshed {} warehouse(s)", self.refreshed.len())),
-                None,
-            )
+    /// Whether any work was queued for the worker.
+    pub fn is_queued(&self) -> bool {
+        self.queued_push || !self.queued.is_empty()
+    }
+
+    /// What the delivery amounts to: a failure that was not queued outweighs queued work.
+    pub fn completion(&self) -> Completion {
+        if !self.failed.is_empty() {
+            Completion::PartlyFailed
+        } else if self.is_queued() {
+            Completion::Queued
         } else {
-            let attempted = self.refreshed.len() + self.failed.len();
+            Completion::Done
+        }
+    }
+
+    /// The bounded view for the answer and the log; counts in the messages are exact.
+    ///
+    /// `msg` is Kargo's `refreshed N warehouse(s)`, or `queued refresh of N warehouse(s)` /
+    /// `queued the push for a retry` when work was queued; `error` is Kargo's
+    /// `failed to refresh F of N warehouses`, counting the queued ones among the attempted.
+    pub fn echo(&self) -> Echo<'_> {
+        let queued_msg = if self.queued_push {
+            Some("queued the push for a retry".to_owned())
+        } else if !self.queued.is_empty() {
+            Some(format!(
+                "queued refresh of {} warehouse(s)",
+                self.queued.len()
+            ))
+        } else {
+            None
+        };
+        let (msg, error) = if self.failed.is_empty() {
+            let msg = queued_msg
+                .unwrap_or_else(|| format!("refreshed {} warehouse(s)", self.refreshed.len()));
+            (Some(msg), None)
+        } else {
+            let attempted = self.refreshed.len() + self.failed.len() + self.queued.len();
             (
-                None,
+                queued_msg,
                 Some(format!(
                     "failed to refresh {} of {attempted} warehouses",
                     self.failed.len()
@@ -257,6 +317,7 @@ impl Outcome {
         let (gone, gone_left) = head(&self.gone);
         let (skipped, skipped_left) = head(&self.skipped);
         let (invalid, invalid_left) = head(&self.invalid);
+        let (queued, queued_left) = head(&self.queued);
         Echo {
             msg,
             error,
@@ -270,6 +331,8 @@ impl Outcome {
             gone,
             skipped,
             invalid,
+            queued: self.is_queued().then_some(queued),
+            cause: self.cause.as_deref().map(clip),
             omitted: Omitted {
                 repositories: repositories_left,
                 tags: tags_left,
@@ -278,6 +341,7 @@ impl Outcome {
                 gone: gone_left,
                 skipped: skipped_left,
                 invalid: invalid_left,
+                queued: queued_left,
             },
         }
     }
@@ -348,6 +412,58 @@ mod tests {
     }
 
     #[test]
+    fn queued_work_is_202_material_with_a_bounded_list_and_its_cause() {
+        let selected = |i| {
+            WarehouseOut::selected(&Selected {
+                key: key(i),
+                tag: Some("v1".into()),
+            })
+        };
+        let outcome = Outcome {
+            refreshed: vec![selected(0)],
+            queued: (1..=30).map(selected).collect(),
+            cause: Some(format!("cannot reach the API server {}", "x".repeat(600))),
+            ..Outcome::default()
+        };
+        assert_eq!(outcome.completion(), Completion::Queued);
+        let body = serde_json::to_value(outcome.echo()).unwrap();
+        assert_eq!(body["msg"], "queued refresh of 30 warehouse(s)");
+        assert_eq!(body["queued"].as_array().unwrap().len(), ECHO_ITEMS);
+        assert_eq!(body["omitted"]["queued"], 30 - ECHO_ITEMS);
+        assert_eq!(body["refreshed"][0]["name"], "w0");
+        assert!(body["cause"].as_str().unwrap().len() < ECHO_CHARS + 32);
+        assert!(body.get("error").is_none());
+
+        let push = Outcome {
+            queued_push: true,
+            cause: Some("cannot list".into()),
+            tags: vec!["v1".into()],
+            ..Outcome::default()
+        };
+        let body = serde_json::to_value(push.echo()).unwrap();
+        assert_eq!(body["msg"], "queued the push for a retry");
+        assert_eq!(body["queued"], serde_json::json!([]));
+        assert_eq!(body["tags"], serde_json::json!(["v1"]));
+
+        let mixed = Outcome {
+            failed: vec![WarehouseOut::failed(
+                &Selected {
+                    key: key(9),
+                    tag: None,
+                },
+                "forbidden (403)",
+            )],
+            queued: vec![selected(1)],
+            ..Outcome::default()
+        };
+        assert_eq!(mixed.completion(), Completion::PartlyFailed);
+        let body = serde_json::to_value(mixed.echo()).unwrap();
+        assert_eq!(body["error"], "failed to refresh 1 of 2 warehouses");
+        assert_eq!(body["msg"], "queued refresh of 1 warehouse(s)");
+        assert_eq!(Outcome::default().completion(), Completion::Done);
+    }
+
+    #[test]
     fn nothing_is_omitted_from_a_small_outcome() {
         let outcome = Outcome {
             tags: vec!["v1".into()],
@@ -356,5 +472,7 @@ mod tests {
         let body = serde_json::to_value(outcome.echo()).unwrap();
         assert!(body.get("omitted").is_none());
         assert!(body.get("tagsNotConsidered").is_none());
+        assert!(body.get("queued").is_none());
+        assert!(body.get("cause").is_none());
     }
 }

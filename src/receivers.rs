@@ -14,9 +14,15 @@
 //!   cache does not know waits for the refresh (a receiver added at run time), and then only
 //!   when an attempt is allowed.
 //!
+//! The worker asks a fourth question, [`ReceiverCache::presence`]: does a queued message's
+//! receiver still exist? A receiver the cache knows does; one it does not know is looked up
+//! with a fetch when the rules above allow one, and is gone only when that fetch does not
+//! list it. The worker is never told "gone" from a cache that may predate the receiver.
+//!
 //! In Lambda, a refresh still in flight when the invocation returns is frozen with the
 //! environment and resumes (or times out and is stamped as failed) on the next invocation.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -39,8 +45,22 @@ pub struct Known {
     pub tokens: TokenSet,
     /// The distinct scopes of the receivers, in the order first seen.
     pub scopes: Vec<Scope>,
+    /// Every receiver's identity.
+    pub receivers: HashSet<ReceiverId>,
     /// When the fetch that produced this finished.
     pub fetched: Instant,
+}
+
+/// Whether a receiver exists, as far as the cache's rules allow finding out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// Its secret is among the receiver secrets.
+    Present,
+    /// A fetch that ran for this question does not list it: the receiver was removed.
+    Gone,
+    /// The cache does not know it and could not ask now (a fetch failed, or the last one
+    /// started less than `QUAYHOOK_SECRETS_MISS_INTERVAL` ago): ask again later.
+    Unconfirmed,
 }
 
 type Fetch = Shared<BoxFuture<'static, Result<Arc<Known>, SecretsError>>>;
@@ -124,6 +144,33 @@ impl<S: SecretSource> ReceiverCache<S> {
         }
     }
 
+    /// Whether the receiver `id` exists (see the module documentation).
+    ///
+    /// A stale cache that knows it answers at once and revalidates beside the caller, as
+    /// [`ReceiverCache::authenticate`] does.
+    pub async fn presence(&self, id: &ReceiverId) -> Presence {
+        let (known, may_fetch) = {
+            let slot = lock(&self.slot);
+            (slot.known.clone(), self.may_fetch(&slot))
+        };
+        if let Some(known) = known
+            && known.receivers.contains(id)
+        {
+            if known.fetched.elapsed() >= self.ttl && may_fetch {
+                drop(self.fetch());
+            }
+            return Presence::Present;
+        }
+        if !may_fetch && self.in_flight().is_none() {
+            return Presence::Unconfirmed;
+        }
+        match self.fetch().await {
+            Ok(latest) if latest.receivers.contains(id) => Presence::Present,
+            Ok(_) => Presence::Gone,
+            Err(_) => Presence::Unconfirmed,
+        }
+    }
+
     /// Fetches now (joining a fetch in flight) regardless of the interval; for the init
     /// prefetch and `quayhook check`.
     ///
@@ -199,6 +246,7 @@ async fn load<S: SecretSource>(source: &S) -> Result<Arc<Known>, SecretsError> {
     }
     let mut tokens = TokenSet::new();
     let mut scopes: Vec<Scope> = Vec::new();
+    let mut ids = HashSet::new();
     for r in &receivers {
         let id = ReceiverId {
             project: r.project.clone(),
@@ -206,8 +254,9 @@ async fn load<S: SecretSource>(source: &S) -> Result<Arc<Known>, SecretsError> {
         };
         tokens.insert(id.clone(), &r.secret, false);
         if let Some(previous) = &r.previous_secret {
-            tokens.insert(id, previous, true);
+            tokens.insert(id.clone(), previous, true);
         }
+        ids.insert(id);
         let scope = (!r.project.is_empty()).then(|| r.project.clone());
         if !scopes.contains(&scope) {
             scopes.push(scope);
@@ -221,6 +270,7 @@ async fn load<S: SecretSource>(source: &S) -> Result<Arc<Known>, SecretsError> {
     Ok(Arc::new(Known {
         tokens,
         scopes,
+        receivers: ids,
         fetched: Instant::now(),
     }))
 }

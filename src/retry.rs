@@ -43,6 +43,21 @@ impl Budget {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
+    /// A budget ending `reserve` earlier, but leaving at least half of the time left: the
+    /// cluster's share when something must still happen after it (queueing what it could not
+    /// take).
+    pub fn ending_before(&self, reserve: Duration) -> Self {
+        let reserve = reserve.min(self.remaining() / 2);
+        Self {
+            deadline: self.deadline.checked_sub(reserve).unwrap_or(self.deadline),
+        }
+    }
+
+    /// Runs `fut` until it completes or the budget ends (`None`).
+    pub async fn finish<F: Future>(&self, fut: F) -> Option<F::Output> {
+        tokio::time::timeout_at(self.deadline, fut).await.ok()
+    }
+
     /// Runs `fut` to completion or until the budget ends ([`ClusterError::Timeout`]).
     ///
     /// # Errors
@@ -115,6 +130,18 @@ mod tests {
         assert!(b.remaining() <= Duration::from_secs(3) - ANSWER_MARGIN);
         let b = Budget::within(Duration::from_secs(8), None);
         assert!(b.remaining() > Duration::from_secs(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reserve_shortens_the_budget_but_leaves_half() {
+        let whole = Budget::new(Duration::from_secs(8));
+        let cluster = whole.ending_before(Duration::from_secs(1));
+        assert_eq!(cluster.remaining(), Duration::from_secs(7));
+        let short = Budget::new(Duration::from_secs(1)).ending_before(Duration::from_secs(1));
+        assert_eq!(short.remaining(), Duration::from_millis(500));
+        assert_eq!(whole.finish(async { 7 }).await, Some(7));
+        assert_eq!(cluster.finish(std::future::pending::<()>()).await, None);
+        assert_eq!(whole.remaining(), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,11 +1,13 @@
 //! Receiver secrets and the cluster kubeconfig: the [`SecretSource`] trait, its AWS Secrets
-//! Manager implementation, and a file implementation for `quayhook serve` outside AWS.
+//! Manager implementation, and a file implementation for `quayhook serve` outside AWS. In EKS
+//! mode the kubeconfig is made in memory with a fresh token instead (see [`crate::eks`]).
 //!
 //! I/O at the edge, pure in the middle: [`parse_receiver`] turns a secret's text into a
 //! [`ReceiverSecret`] without touching the network. Errors name the secret, never its value.
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
@@ -93,6 +95,9 @@ pub enum SecretsError {
         #[source]
         source: Cause,
     },
+    /// Returned in EKS mode when no token can be made (credentials, region, DescribeCluster).
+    #[error("cannot make the EKS cluster credential")]
+    Eks(#[source] crate::eks::EksError),
 }
 
 /// Parses one receiver secret's text.
@@ -165,6 +170,13 @@ pub trait SecretSource: Send + Sync + 'static {
     /// # Errors
     /// Any [`SecretsError`]; the caller cannot reach the cluster without it.
     fn kubeconfig(&self) -> impl Future<Output = Result<SecretString, SecretsError>> + Send;
+
+    /// How long the kubeconfig the last [`SecretSource::kubeconfig`] call returned may be
+    /// used before it is read again; asked right after that call. `None` (the default): until
+    /// the cluster rejects it with a 401. An EKS token says about 14 minutes.
+    fn kubeconfig_max_age(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// AWS Secrets Manager: receivers by id list and/or name prefix through
@@ -379,6 +391,13 @@ pub enum ConfiguredSecrets {
     Aws(SecretsManager),
     /// Local files.
     Files(FileSecrets),
+    /// Receivers from Secrets Manager, the kubeconfig made with an EKS token.
+    Eks {
+        /// Reads the receiver secrets (its kubeconfig id is unused).
+        receivers: SecretsManager,
+        /// Makes the kubeconfig.
+        cluster: crate::eks::EksAccess,
+    },
 }
 
 impl ConfiguredSecrets {
@@ -406,6 +425,25 @@ impl ConfiguredSecrets {
                 receivers,
                 kubeconfig,
             } => ConfiguredSecrets::Files(FileSecrets::new(receivers.clone(), kubeconfig.clone())),
+            crate::config::SecretsConfig::Eks {
+                receiver_ids,
+                receiver_prefix,
+                cluster,
+            } => {
+                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .timeout_config(sdk_timeouts())
+                    .load()
+                    .await;
+                ConfiguredSecrets::Eks {
+                    receivers: SecretsManager::new(
+                        Client::new(&sdk),
+                        receiver_ids.clone(),
+                        receiver_prefix.clone(),
+                        String::new(),
+                    ),
+                    cluster: crate::eks::EksAccess::from_sdk(&sdk, cluster.clone()),
+                }
+            }
         }
     }
 }
@@ -415,6 +453,7 @@ impl SecretSource for ConfiguredSecrets {
         match self {
             ConfiguredSecrets::Aws(s) => s.receivers().await,
             ConfiguredSecrets::Files(s) => s.receivers().await,
+            ConfiguredSecrets::Eks { receivers, .. } => receivers.receivers().await,
         }
     }
 
@@ -422,6 +461,16 @@ impl SecretSource for ConfiguredSecrets {
         match self {
             ConfiguredSecrets::Aws(s) => s.kubeconfig().await,
             ConfiguredSecrets::Files(s) => s.kubeconfig().await,
+            ConfiguredSecrets::Eks { cluster, .. } => {
+                cluster.kubeconfig().await.map_err(SecretsError::Eks)
+            }
+        }
+    }
+
+    fn kubeconfig_max_age(&self) -> Option<Duration> {
+        match self {
+            ConfiguredSecrets::Eks { cluster, .. } => Some(cluster.max_age()),
+            ConfiguredSecrets::Aws(_) | ConfiguredSecrets::Files(_) => None,
         }
     }
 }

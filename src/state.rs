@@ -1,5 +1,5 @@
-//! What lives across warm invocations: the receiver tokens, the cluster client and the
-//! per-scope Warehouse indexes, each with its fetch time.
+//! What lives across warm invocations: the receiver tokens, the cluster client, the
+//! per-scope Warehouse indexes, each with its fetch time, and the durable path's queue client.
 //!
 //! I/O, through the [`SecretSource`] and [`Connector`] traits. Caches sit behind std locks
 //! holding an `Arc`: lock, clone the `Arc`, unlock, then await; a rebuild happens off-lock and
@@ -13,14 +13,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use kargo_match::index::Index;
-use kargo_match::token::Match;
+use kargo_match::token::{Match, ReceiverId};
 use kargo_match::urls::RepoUrl;
 use kargo_match::warehouse::WarehouseKey;
 
 use crate::cause::Chain;
 use crate::cluster::{ClusterError, Connector, WarehouseStore};
 use crate::config::Config;
-use crate::receivers::ReceiverCache;
+use crate::queue::{AnyQueue, Queue};
+use crate::receivers::{Presence, ReceiverCache};
 use crate::retry::{Budget, retrying};
 use crate::secrets::{SecretSource, SecretsError};
 
@@ -39,10 +40,16 @@ pub struct State<S: SecretSource, C: Connector> {
     connector: C,
     receivers: ReceiverCache<S>,
     store: RwLock<Option<Arc<C::Store>>>,
+    /// When the store's credential ages out ([`SecretSource::kubeconfig_max_age`] after the
+    /// connect, e.g. an EKS token): it is rebuilt before use from then on. `None`: only a 401
+    /// replaces it.
+    store_renew_at: Mutex<Option<Instant>>,
     /// Serializes kubeconfig reads and connects (the first one, and after 401s), so
     /// concurrent requests share one.
     reconnecting: tokio::sync::Mutex<()>,
     indexes: Mutex<HashMap<Scope, CachedIndex>>,
+    /// The durable path's queue, when one is configured ([`State::with_queue`]).
+    queue: Option<AnyQueue>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -74,9 +81,24 @@ impl<S: SecretSource, C: Connector> State<S, C> {
             connector,
             receivers,
             store: RwLock::new(None),
+            store_renew_at: Mutex::new(None),
             reconnecting: tokio::sync::Mutex::new(()),
             indexes: Mutex::new(HashMap::new()),
+            queue: None,
         }
+    }
+
+    /// The same state with a queue for the durable path: deliveries the cluster cannot take
+    /// are queued there (see [`crate::handler`]), and the worker backs off its messages
+    /// there. Without one, they are answered 5xx as Kargo does.
+    pub fn with_queue(mut self, queue: impl Queue) -> Self {
+        self.queue = Some(AnyQueue::new(queue));
+        self
+    }
+
+    /// The durable path's queue, if any.
+    pub fn queue(&self) -> Option<&AnyQueue> {
+        self.queue.as_ref()
     }
 
     /// The secret source (for commands that inspect it).
@@ -121,21 +143,35 @@ impl<S: SecretSource, C: Connector> State<S, C> {
         self.receivers.authenticate(token).await
     }
 
+    /// Whether a receiver still exists, for the worker: see [`ReceiverCache::presence`].
+    pub async fn receiver_presence(&self, id: &ReceiverId) -> Presence {
+        self.receivers.presence(id).await
+    }
+
     /// The cluster store, connecting (reading the kubeconfig secret) on first use.
     ///
     /// # Errors
     /// [`StateError`] when the kubeconfig cannot be read or used.
     pub async fn store(&self) -> Result<Arc<C::Store>, StateError> {
-        if let Some(store) = read(&self.store).clone() {
+        let aged = || lock(&self.store_renew_at).is_some_and(|at| Instant::now() >= at);
+        if let Some(store) = read(&self.store).clone()
+            && !aged()
+        {
             return Ok(store);
         }
         // Held across the await on purpose: concurrent first requests (or the prefetch of
         // several scopes) share one kubeconfig read and one connect.
         let _guard = self.reconnecting.lock().await;
-        if let Some(store) = read(&self.store).clone() {
-            return Ok(store);
+        let current = read(&self.store).clone();
+        match current {
+            Some(store) if !aged() => Ok(store),
+            // Renewing ahead of time failed: the old credential may have a minute left.
+            Some(store) => self.reconnect().await.or_else(|e| {
+                tracing::warn!(cause = %Chain(&e), "cannot renew the aging cluster credential; using it once more");
+                Ok(store)
+            }),
+            None => self.reconnect().await,
         }
-        self.reconnect().await
     }
 
     /// Re-reads the kubeconfig secret and builds a new client (first use, or after a 401:
@@ -153,7 +189,12 @@ impl<S: SecretSource, C: Connector> State<S, C> {
                 .map_err(StateError::Cluster)?,
         );
         *write(&self.store) = Some(store.clone());
-        tracing::info!("cluster client built from the kubeconfig secret");
+        let max_age = self.secrets.kubeconfig_max_age();
+        *lock(&self.store_renew_at) = max_age.map(|age| Instant::now() + age);
+        tracing::info!(
+            renew_in_s = max_age.map(|age| age.as_secs()),
+            "cluster client built from the kubeconfig"
+        );
         Ok(store)
     }
 
@@ -250,11 +291,14 @@ impl<S: SecretSource, C: Connector> State<S, C> {
         Ok(index)
     }
 
-    /// Drops a Warehouse the API server says no longer exists from the cached index.
-    pub fn forget(&self, namespace: Option<&str>, key: &WarehouseKey) {
+    /// Drops a Warehouse the API server says no longer exists from the cached indexes that
+    /// can hold it: its project's, and the cluster-wide one.
+    pub fn forget(&self, key: &WarehouseKey) {
         let mut indexes = lock(&self.indexes);
-        if let Some(cached) = indexes.get_mut(&namespace.map(str::to_owned)) {
-            Arc::make_mut(&mut cached.index).remove(key);
+        for scope in [Some(key.namespace.clone()), None] {
+            if let Some(cached) = indexes.get_mut(&scope) {
+                Arc::make_mut(&mut cached.index).remove(key);
+            }
         }
     }
 
@@ -273,4 +317,17 @@ pub enum StateError {
     /// Returned when the cluster could not be used.
     #[error(transparent)]
     Cluster(ClusterError),
+}
+
+impl StateError {
+    /// Whether trying again later may succeed, so the work is worth queueing: any failure to
+    /// read the kubeconfig secret, and the cluster's transient errors
+    /// ([`ClusterError::is_transient`]: 429, 5xx, transport errors, timeouts). A 401 after the
+    /// kubeconfig re-read, a 403 or an unusable kubeconfig need an operator.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StateError::Secrets(_) => true,
+            StateError::Cluster(e) => e.is_transient(),
+        }
+    }
 }

@@ -92,7 +92,7 @@ fuzz: fuzz-tools ## Run every fuzz target for FUZZ_SECONDS (default 60) each; ex
 	  echo "fuzz: findings in fuzz/artifacts (reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none TARGET FILE)"; exit 1; fi
 
 .PHONY: loadtest
-loadtest: venv ## Burst load: 1,000 pushes in bursts of 50 with 5% API failures; requests/s and p99 into BENCHMARKS.md
+loadtest: venv ## Burst load: 1,000 pushes in bursts of 50 with 5% API failures, then 300 over HTTP beside a hostile mix; requests/s and p99 into BENCHMARKS.md
 	mkdir -p $(BENCH_DIR)
 	QUAYHOOK_LOADTEST_OUT=$(abspath $(BENCH_DIR))/loadtest.json \
 	  $(CARGO) test --release --locked --test loadtest -- --nocapture

@@ -21,10 +21,27 @@ url: $(QUAYHOOK_CLI) sam-venv ## Print every receiver's URL for the deployed sta
 	  $(PYTHON) -c 'import json,sys; print(next(o["OutputValue"] for o in json.load(sys.stdin) if o["OutputKey"]=="ApiBaseUrl"))'); \
 	 $(QUAYHOOK_CLI) url --base-url "$$base"
 
+# The deployed stack's output $(1), or nothing when the stack has no such output (QueueUrl
+# with DurablePath=Disabled).
+stack_output = $(SAM) list stack-outputs --stack-name $(STACK) --output json | \
+  $(PYTHON) -c 'import json,sys; print(next((o["OutputValue"] for o in json.load(sys.stdin) if o["OutputKey"]=="$(1)"), ""))'
+
 .PHONY: check
-check: $(QUAYHOOK_CLI) ## quayhook check with the function's secrets: secrets, kubeconfig, API server, RBAC, subscriptions
-	$(QUAYHOOK_CLI) check
+check: $(QUAYHOOK_CLI) sam-venv ## quayhook check with the function's secrets: secrets, kubeconfig, API server, RBAC, subscriptions, the queue and DLQ
+	@url=$${QUAYHOOK_QUEUE_URL:-$$( ($(call stack_output,QueueUrl)) || true)}; \
+	 [ -n "$$url" ] || echo "check: no QueueUrl in stack $(STACK)'s outputs: checking without the durable path" >&2; \
+	 QUAYHOOK_QUEUE_URL="$$url" $(QUAYHOOK_CLI) check
+
+# `make redrive REDRIVE_ARGS=--dry-run` only shows the queues and the DLQ's depth;
+# REDRIVE_ARGS=--status shows the last move task; add --max-per-second N to slow the move.
+REDRIVE_ARGS ?= --wait
+
+.PHONY: redrive
+redrive: $(QUAYHOOK_CLI) sam-venv ## Move dead-lettered deliveries back to the queue (SQS StartMessageMoveTask) and follow the task
+	@url=$${QUAYHOOK_QUEUE_URL:-$$($(call stack_output,QueueUrl))}; \
+	 [ -n "$$url" ] || { echo "redrive: stack $(STACK) has no QueueUrl output (DurablePath=Disabled?)" >&2; exit 1; }; \
+	 QUAYHOOK_QUEUE_URL="$$url" $(QUAYHOOK_CLI) redrive $(REDRIVE_ARGS)
 
 .PHONY: logs
-logs: sam-venv ## Follow the function's logs (one JSON event per delivery)
-	$(SAM) logs --stack-name $(STACK) --name QuayFunction --tail
+logs: sam-venv ## Follow the function's logs (one JSON event per delivery); FUNCTION=WorkerFunction for the worker's
+	$(SAM) logs --stack-name $(STACK) --name $(or $(FUNCTION),QuayFunction) --tail

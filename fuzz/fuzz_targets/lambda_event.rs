@@ -10,7 +10,8 @@
 //!
 //! Checked on every answer: no panic, a status from the handler's table, a JSON body ending in
 //! a newline, `isBase64Encoded: false`, and the reply shape the payload claims (`cookies` only
-//! in the HTTP API payload 2.0 shape).
+//! in the HTTP API payload 2.0 shape); an SQS event (the state is the webhook function's)
+//! gets a batch response failing each of its records.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -49,7 +50,18 @@ fuzz_target!(|data: &[u8]| {
     let event = LambdaEvent::new(payload, Context::default());
     let reply = RUNTIME.with(|rt| rt.block_on(lambda::invoke(&state, event)));
 
-    let status = reply.status();
+    // An SQS-shaped payload reaches the webhook function's batch answer: every record it
+    // read is reported failed, none deleted.
+    if let Some(batch) = reply.batch() {
+        let records = payload_records(data);
+        assert_eq!(
+            batch.batch_item_failures.len(),
+            records,
+            "every record failed"
+        );
+        return;
+    }
+    let status = reply.status().expect("an HTTP reply");
     assert!(
         matches!(status, 200 | 400 | 404 | 405 | 413 | 500 | 503),
         "unexpected status {status}"
@@ -67,3 +79,11 @@ fuzz_target!(|data: &[u8]| {
         "the reply shape"
     );
 });
+
+/// The number of records of an SQS-shaped payload.
+fn payload_records(data: &[u8]) -> usize {
+    serde_json::from_slice::<Value>(data)
+        .ok()
+        .and_then(|v| v.get("Records").and_then(Value::as_array).map(Vec::len))
+        .unwrap_or(0)
+}

@@ -16,7 +16,7 @@ const TOKEN: &str = "3e6315f59f25bc201ec77ebb7818c057c4406a4b58d930f27d651b6af36
 const UNKNOWN: &str = "5f2b1c0e9d7a4c3b8e6f1a2d3c4b5a69788766554433221100ffeeddccbbaa99";
 
 /// Every file in `events/`: name, text.
-const EVENTS: [(&str, &str); 10] = [
+const EVENTS: [(&str, &str); 11] = [
     ("push.json", include_str!("../../events/push.json")),
     (
         "push-base64.json",
@@ -47,6 +47,11 @@ const EVENTS: [(&str, &str); 10] = [
         include_str!("../../events/bad-base64.json"),
     ),
     ("bad-host.json", include_str!("../../events/bad-host.json")),
+    // The worker's: a queued refresh of the demo Warehouse `guestbook`.
+    (
+        "sqs-refresh.json",
+        include_str!("../../events/sqs-refresh.json"),
+    ),
     // SAM's `--env-vars` file, not an event: what a stray test invoke would send.
     ("env.json", include_str!("../../events/env.json")),
 ];
@@ -95,9 +100,16 @@ impl WarehouseStore for EmptyCluster {
 }
 
 fn state() -> State<OneReceiver, EmptyCluster> {
+    state_for(None)
+}
+
+/// The function with `_HANDLER` `handler` (`None`: unset, the webhook).
+fn state_for(handler: Option<&str>) -> State<OneReceiver, EmptyCluster> {
     let config = Config::from_lookup(|var| match var {
         "QUAYHOOK_RECEIVER_SECRET_IDS" => Some("test/receiver".into()),
         "QUAYHOOK_KUBECONFIG_SECRET_ID" => Some("test/kubeconfig".into()),
+        "QUAYHOOK_QUEUE_URL" => Some("https://sqs.us-east-1.amazonaws.com/123456789012/q".into()),
+        "_HANDLER" => handler.map(str::to_owned),
         _ => None,
     })
     .expect("test configuration");
@@ -154,7 +166,7 @@ fn recorded_events_convert_to_the_head_and_body_api_gateway_sent() {
         ),
     ] {
         let read = Event::from_value(event(name)).expect(name);
-        assert_eq!(read.shape(), shape, "{name}");
+        assert_eq!(read.shape(), Some(shape), "{name}");
         let Delivery { head, body } = read.into_delivery(None).expect(name);
         assert_eq!(head.method, Method::POST, "{name}");
         assert_eq!(head.path, path, "{name}");
@@ -198,7 +210,7 @@ async fn every_recorded_event_gets_its_status_in_its_shape() {
         ("env.json", 400, false),
     ] {
         let (reply, wire) = reply(event(name)).await;
-        assert_eq!(reply.status(), status, "{name}");
+        assert_eq!(reply.status(), Some(status), "{name}");
         assert_eq!(
             wire["statusCode"], status,
             "{name}: sam invoke reads statusCode"
@@ -229,7 +241,7 @@ async fn a_raw_path_without_its_leading_slash_is_404() {
         payload["rawPath"] = json!(raw_path);
         let (reply, _) = reply(payload).await;
         let answer = (reply.status(), reply.body());
-        assert_eq!(answer, (404, Some("{}\n")), "{raw_path}");
+        assert_eq!(answer, (Some(404), Some("{}\n")), "{raw_path}");
     }
 }
 
@@ -265,7 +277,7 @@ async fn payloads_that_are_no_api_gateway_event_are_400_in_the_shape_they_claim(
         let error = Event::from_value(payload.clone()).expect_err("not readable");
         assert_eq!((error.shape(), error.kind()), (shape, &kind), "{payload}");
         let (reply, wire) = reply(payload).await;
-        assert_eq!(reply.status(), 400);
+        assert_eq!(reply.status(), Some(400));
         assert_eq!(reply.body(), Some("{\"error\":\"invalid request\"}\n"));
         assert_eq!(wire.get("cookies").is_some(), shape == Shape::HttpV2);
     }
@@ -279,7 +291,7 @@ async fn a_get_is_405_with_allow_in_either_shape() {
     v1["httpMethod"] = json!("GET");
     for payload in [v2, v1] {
         let (reply, wire) = reply(payload).await;
-        assert_eq!(reply.status(), 405);
+        assert_eq!(reply.status(), Some(405));
         assert_eq!(wire["headers"]["allow"], "POST");
     }
 }
@@ -353,4 +365,75 @@ fn a_deadline_in_the_past_is_ignored_not_a_zero_budget() {
         "cargo lambda watch sends a duration"
     );
     assert_eq!(remaining(now_ms, now), None);
+}
+
+async fn invoke_as(handler: Option<&str>, payload: Value) -> Value {
+    let state = state_for(handler);
+    let reply = invoke(&state, LambdaEvent::new(payload, Context::default())).await;
+    serde_json::to_value(&reply).expect("a reply serializes")
+}
+
+#[test]
+fn an_sqs_event_is_told_from_api_gateway_events_record_by_record() {
+    let Ok(Event::Sqs(batch)) = Event::from_value(event("sqs-refresh.json")) else {
+        panic!("an SQS event")
+    };
+    assert_eq!(batch.records.len(), 1);
+    let record = &batch.records[0];
+    assert_eq!(record.attributes["ApproximateReceiveCount"], "1");
+    let message = crate::message::Message::decode(record.body.as_deref().expect("a body"))
+        .expect("the recorded message decodes");
+    assert_eq!(
+        (message.project.as_str(), message.receiver.as_str()),
+        ("kargo-demo", "q-wh-receiver")
+    );
+    assert!(
+        Event::from_value(event("sqs-refresh.json"))
+            .expect("an event")
+            .into_delivery(None)
+            .is_err_and(|e| e.kind() == &ErrorKind::NotHttp)
+    );
+
+    // A record of the wrong shape keeps its id (the worker fails that one alone); a batch
+    // with one record from another service is not SQS.
+    let mut mixed = event("sqs-refresh.json");
+    let mut bad = mixed["Records"][0].clone();
+    bad["messageId"] = json!("m-bad");
+    bad["attributes"] = json!("not a map");
+    mixed["Records"].as_array_mut().expect("records").push(bad);
+    let Ok(Event::Sqs(batch)) = Event::from_value(mixed.clone()) else {
+        panic!("an SQS event")
+    };
+    assert_eq!(batch.records[1].message_id.as_deref(), Some("m-bad"));
+    assert!(batch.records[1].body.is_none());
+    mixed["Records"][1]["eventSource"] = json!("aws:sns");
+    assert!(Event::from_value(mixed).is_err(), "not an SQS event");
+}
+
+#[tokio::test]
+async fn the_worker_answers_the_recorded_sqs_event_with_no_failures() {
+    let wire = invoke_as(Some("worker"), event("sqs-refresh.json")).await;
+    assert_eq!(wire, json!({ "batchItemFailures": [] }));
+}
+
+#[tokio::test]
+async fn an_sqs_batch_at_the_webhook_function_fails_every_record() {
+    let wire = invoke_as(None, event("sqs-refresh.json")).await;
+    assert_eq!(
+        wire,
+        json!({ "batchItemFailures": [{ "itemIdentifier": "5b4a2c3e-8f1d-4e6a-9c7b-2d3e4f5a6b7c" }] })
+    );
+}
+
+#[tokio::test]
+async fn an_api_gateway_event_at_the_worker_is_503_in_its_shape() {
+    for (name, v2) in [("push.json", true), ("push-rest-v1.json", false)] {
+        let wire = invoke_as(Some("worker"), event(name)).await;
+        assert_eq!(wire["statusCode"], 503, "{name}");
+        assert_eq!(
+            wire["body"],
+            "{\"error\":\"this function is the queue worker, not the webhook\"}\n"
+        );
+        assert_eq!(wire.get("cookies").is_some(), v2, "{name}");
+    }
 }

@@ -7,10 +7,20 @@
 //! itself is exercised on every CI run.
 //!
 //! Like a user would, it creates its own namespace, a ServiceAccount, a Role allowing only
-//! get/list/patch on Warehouses and its RoleBinding, gets a token from the TokenRequest API
-//! (no token Secrets: a bare envtest-style API server has no controller to fill them), stores
-//! the resulting kubeconfig and a receiver secret in Secrets Manager (moto), and drives the
-//! Lambda handler. It deletes the namespace at the end without waiting for it to go away.
+//! list/patch on Warehouses (what `deploy/rbac.sh` grants) and its RoleBinding, gets a token
+//! from the TokenRequest API (no token Secrets: a bare envtest-style API server has no
+//! controller to fill them), stores the resulting kubeconfig and a receiver secret in Secrets
+//! Manager (moto), and drives the Lambda handler. It checks that the ServiceAccount's token
+//! cannot mint tokens (403 on TokenRequest). It deletes the namespace at the end without
+//! waiting for it to go away.
+//!
+//! When the cluster serves `admissionregistration.k8s.io/v1` `validatingadmissionpolicies`
+//! (Kubernetes 1.30+, found by discovery), it also applies `deploy/admission-policy.yaml` for
+//! its ServiceAccount (named after its namespace), runs the deliveries with the policy in
+//! force, and proves that the ServiceAccount may still set the refresh annotation but not
+//! change the spec, labels or other annotations; the policy is deleted at the end. Otherwise
+//! (older clusters, and the local API server, which implements no admission) it says it
+//! skipped that part and why.
 
 use std::collections::HashMap;
 
@@ -20,7 +30,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use kargo_match::token::{SecretString, receiver_token};
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind, ObjectMeta};
 use quayhook::cluster::KubeConnector;
@@ -148,7 +158,7 @@ async fn provision(client: &kube::Client, ns: &str) -> String {
         rules: Some(vec![PolicyRule {
             api_groups: Some(vec!["kargo.akuity.io".into()]),
             resources: Some(vec!["warehouses".into()]),
-            verbs: vec!["get".into(), "list".into(), "patch".into()],
+            verbs: vec!["list".into(), "patch".into()],
             ..PolicyRule::default()
         }]),
     };
@@ -243,7 +253,21 @@ async fn scenarios(client: &kube::Client, config: &kube::Config, ns: &str, prefi
             .await
             .expect("create warehouse (is the Warehouse CRD installed?)");
     }
-    let state = state_for(prefix, &kubeconfig_for(config, &sa_token)).await;
+    let sa_kubeconfig = kubeconfig_for(config, &sa_token);
+    let sa_client = client_for_kubeconfig(&sa_kubeconfig).await;
+    quayhook_cannot_mint_tokens(&sa_client, ns).await;
+    let policy = if admission_policies_served(client).await {
+        Some(apply_admission_policy(client, &sa_client, ns).await)
+    } else {
+        eprintln!(
+            "e2e: the cluster does not serve admissionregistration.k8s.io/v1 \
+             validatingadmissionpolicies (Kubernetes before 1.30, or the local API server, which \
+             implements no admission plugins): SKIPPING the admission policy check \
+             (deploy/admission-policy.yaml)"
+        );
+        None
+    };
+    let state = state_for(prefix, &sa_kubeconfig).await;
     let sm = moto::client();
     let receiver = json!({"project": ns, "receiver": "quay", "secret": "e2e-s3cret"});
     moto::put_secret(
@@ -269,6 +293,11 @@ async fn scenarios(client: &kube::Client, config: &kube::Config, ns: &str, prefi
         stamp.is_some_and(|s| s.ends_with('Z')),
         "refresh annotation set"
     );
+    if let Some(policy) = &policy {
+        policy
+            .proves_only_the_refresh_annotation_changes(client, &sa_client)
+            .await;
+    }
 
     // Unknown token.
     assert_eq!(
@@ -338,12 +367,212 @@ async fn end_to_end_against_a_cluster() {
     if let Err(e) = namespaces.delete(&ns, &DeleteParams::default()).await {
         eprintln!("e2e: could not delete namespace {ns}: {e}");
     }
+    if admission_policies_served(&client).await {
+        delete_admission_policy(&client, &ns).await;
+    }
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
     let logs = logs::snapshot();
     for secret in ["e2e-s3cret", "e2e-other"] {
         assert!(!logs.contains(secret), "a receiver secret was logged");
+    }
+}
+
+async fn client_for_kubeconfig(text: &str) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::from_yaml(text).expect("kubeconfig parses"),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .expect("kubeconfig usable");
+    kube::Client::try_from(config).expect("client")
+}
+
+fn api_status(e: &kube::Error) -> Option<(u16, String)> {
+    match e {
+        kube::Error::Api(s) => Some((s.code, s.message.clone())),
+        _ => None,
+    }
+}
+
+/// quayhook's own identity may not mint tokens: TokenRequest with its token is a 403.
+async fn quayhook_cannot_mint_tokens(sa_client: &kube::Client, ns: &str) {
+    let sas: Api<ServiceAccount> = Api::namespaced(sa_client.clone(), ns);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let err = sas
+        .create_token_request("quayhook", &PostParams::default(), &request)
+        .await
+        .expect_err("quayhook's token must not mint tokens");
+    assert_eq!(api_status(&err).map(|s| s.0), Some(403), "{err}");
+}
+
+const POLICY_GROUP_VERSION: &str = "admissionregistration.k8s.io/v1";
+
+/// Whether discovery lists `validatingadmissionpolicies` in admissionregistration.k8s.io/v1.
+async fn admission_policies_served(client: &kube::Client) -> bool {
+    client
+        .list_api_group_resources(POLICY_GROUP_VERSION)
+        .await
+        .is_ok_and(|list| {
+            list.resources
+                .iter()
+                .any(|r| r.name == "validatingadmissionpolicies")
+        })
+}
+
+fn policy_api(client: &kube::Client, kind: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
+    let plural = match kind {
+        "ValidatingAdmissionPolicy" => "validatingadmissionpolicies",
+        "ValidatingAdmissionPolicyBinding" => "validatingadmissionpolicybindings",
+        other => panic!("not an admission policy kind: {other}"),
+    };
+    Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+}
+
+/// The policy's (and binding's) name for this run's namespace, so that a real quayhook's
+/// policy on the same cluster is left alone.
+fn policy_name(ns: &str) -> String {
+    format!("quayhook-refresh-only-{ns}")
+}
+
+/// The applied admission policy of this run.
+struct AdmissionPolicy {
+    ns: String,
+}
+
+/// Applies deploy/admission-policy.yaml for `system:serviceaccount:{ns}:quayhook` (as
+/// `deploy/rbac.sh --admission-policy` rewrites it) and waits until it is in force: a
+/// dry-run spec patch by the ServiceAccount is denied.
+async fn apply_admission_policy(
+    client: &kube::Client,
+    sa_client: &kube::Client,
+    ns: &str,
+) -> AdmissionPolicy {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/admission-policy.yaml");
+    let text = std::fs::read_to_string(path).expect("read deploy/admission-policy.yaml");
+    let text = text
+        .replace(
+            "system:serviceaccount:quayhook:quayhook",
+            &format!("system:serviceaccount:{ns}:quayhook"),
+        )
+        .replace("quayhook-refresh-only", &policy_name(ns));
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("the policy file is YAML");
+    assert_eq!(docs.len(), 2, "a policy and its binding");
+    for doc in docs {
+        let kind = doc["kind"].as_str().expect("kind").to_owned();
+        let obj: DynamicObject = serde_json::from_value(doc).expect("an object");
+        policy_api(client, &kind)
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("create {kind}: {e}"));
+    }
+    eprintln!(
+        "e2e: applied deploy/admission-policy.yaml as {}",
+        policy_name(ns)
+    );
+    let whs = warehouses(sa_client, ns);
+    let dry = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    let spec = json!({"spec": {"interval": "7m0s"}});
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        match whs.patch("app", &dry, &Patch::Merge(&spec)).await {
+            Err(e) if api_status(&e).is_some_and(|(_, m)| m.contains(&policy_name(ns))) => break,
+            other => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the admission policy is not in force after 90 s: {other:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
+    AdmissionPolicy { ns: ns.to_owned() }
+}
+
+impl AdmissionPolicy {
+    /// The refresh annotation passes (the deliveries before this ran with the policy in
+    /// force); spec, labels and other annotations are denied with the policy's message; the
+    /// admin is not affected.
+    async fn proves_only_the_refresh_annotation_changes(
+        &self,
+        client: &kube::Client,
+        sa_client: &kube::Client,
+    ) {
+        let whs = warehouses(sa_client, &self.ns);
+        let refresh = json!({"metadata": {"annotations": {"kargo.akuity.io/refresh": "e2e"}}});
+        whs.patch("app", &PatchParams::default(), &Patch::Merge(&refresh))
+            .await
+            .expect("quayhook may set the refresh annotation");
+        for (what, patch) in [
+            ("spec", json!({"spec": {"interval": "7m0s"}})),
+            ("a label", json!({"metadata": {"labels": {"e2e": "x"}}})),
+            (
+                "another annotation",
+                json!({"metadata": {"annotations": {"e2e/other": "x"}}}),
+            ),
+            (
+                "a finalizer",
+                json!({"metadata": {"finalizers": ["e2e.example.com/hold"]}}),
+            ),
+        ] {
+            let err = whs
+                .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect_err(what);
+            let (code, message) = api_status(&err).unwrap_or_default();
+            assert!(
+                matches!(code, 403 | 422)
+                    && message.contains(&policy_name(&self.ns))
+                    && message
+                        .contains("quayhook may only set the kargo.akuity.io/refresh annotation"),
+                "{what}: {err}"
+            );
+        }
+        let dry = PatchParams {
+            dry_run: true,
+            ..PatchParams::default()
+        };
+        warehouses(client, &self.ns)
+            .patch(
+                "app",
+                &dry,
+                &Patch::Merge(&json!({"spec": {"interval": "7m0s"}})),
+            )
+            .await
+            .expect("the policy applies to quayhook only");
+        eprintln!(
+            "e2e: admission policy: refresh annotation allowed, spec/labels/annotations/finalizers denied"
+        );
+    }
+}
+
+async fn delete_admission_policy(client: &kube::Client, ns: &str) {
+    for kind in [
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicy",
+    ] {
+        match policy_api(client, kind)
+            .delete(&policy_name(ns), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if api_status(&e).is_some_and(|(c, _)| c == 404) => {}
+            Err(e) => eprintln!("e2e: could not delete {kind} {}: {e}", policy_name(ns)),
+        }
     }
 }
 

@@ -1,24 +1,41 @@
 //! Replays every recorded event in `events/` through the Lambda entry against moto and the
 //! local API server seeded with the demo Warehouses, so an event that stops matching the code
-//! fails CI. The same files feed `sam local invoke` (`make invoke EVENT=…`).
+//! fails CI: API Gateway events through the webhook function, SQS events through the queue
+//! worker (`_HANDLER=worker`, its queue on moto). The same files feed `sam local invoke`
+//! (`make invoke EVENT=…`).
 
 use std::path::PathBuf;
 
 use serde_json::Value;
 
 use quayhook_testkit::harness::{Harness, Setup};
+use quayhook_testkit::moto::sqs;
 
-/// What each recorded event must produce: status and the refreshed Warehouses.
-const EXPECTED: &[(&str, u16, &[&str])] = &[
-    ("bad-base64.json", 400, &[]),
-    ("bad-host.json", 400, &[]),
-    ("malformed-body.json", 400, &[]),
-    ("push-base64.json", 200, &["guestbook"]),
-    ("push-chart.json", 200, &["guestbook-chart"]),
-    ("push-rest-v1.json", 200, &["guestbook"]),
-    ("push.json", 200, &["guestbook"]),
-    ("test-notification.json", 200, &["guestbook-latest"]),
-    ("unknown-token.json", 404, &[]),
+/// What a recorded event must produce.
+enum Expect {
+    /// An API Gateway event, to the webhook function: the status and the Warehouses the
+    /// answer lists as refreshed.
+    Http(u16, &'static [&'static str]),
+    /// An SQS event, to the worker: the records reported failed and the Warehouses whose
+    /// refresh annotation it wrote.
+    Batch(&'static [&'static str], &'static [&'static str]),
+}
+
+/// What each recorded event must produce.
+const EXPECTED: &[(&str, Expect)] = &[
+    ("bad-base64.json", Expect::Http(400, &[])),
+    ("bad-host.json", Expect::Http(400, &[])),
+    ("malformed-body.json", Expect::Http(400, &[])),
+    ("push-base64.json", Expect::Http(200, &["guestbook"])),
+    ("push-chart.json", Expect::Http(200, &["guestbook-chart"])),
+    ("push-rest-v1.json", Expect::Http(200, &["guestbook"])),
+    ("push.json", Expect::Http(200, &["guestbook"])),
+    ("sqs-refresh.json", Expect::Batch(&[], &["guestbook"])),
+    (
+        "test-notification.json",
+        Expect::Http(200, &["guestbook-latest"]),
+    ),
+    ("unknown-token.json", Expect::Http(404, &[])),
 ];
 
 fn root() -> PathBuf {
@@ -38,17 +55,29 @@ async fn every_recorded_event_replays_with_its_expected_outcome() {
         .filter(|n| n.ends_with(".json") && n != "env.json")
         .collect();
     files.sort();
-    let listed: Vec<&str> = EXPECTED.iter().map(|(f, _, _)| *f).collect();
+    let listed: Vec<&str> = EXPECTED.iter().map(|(f, _)| *f).collect();
     assert_eq!(
         files, listed,
         "every file in events/ needs an expectation here"
     );
 
-    for (file, status, refreshed) in EXPECTED {
+    for (file, expect) in EXPECTED {
+        // The worker's function: `_HANDLER=worker` and its queue.
+        let env = match expect {
+            Expect::Http(..) => Vec::new(),
+            Expect::Batch(..) => {
+                let queue = sqs::create_queue_with_dlq(&sqs::client(), "events", 5).await;
+                vec![
+                    ("_HANDLER", "worker".to_owned()),
+                    ("QUAYHOOK_QUEUE_URL", queue.url),
+                ]
+            }
+        };
         // A fresh cluster per event, so each one's refreshes are its own.
         let h = Harness::start(Setup {
             namespaces: vec!["kargo-demo"],
             warehouses: demo_warehouses(),
+            env,
             ..Setup::default()
         })
         .await;
@@ -56,15 +85,40 @@ async fn every_recorded_event_replays_with_its_expected_outcome() {
         h.receiver("kargo-demo", "q-wh-receiver", "mysecret", None)
             .await;
         let event = std::fs::read_to_string(root().join("events").join(file)).unwrap();
-        let (got, body) = h.send(&event).await;
-        assert_eq!(got, *status, "{file}: {body}");
-        let names: Vec<&str> = body["refreshed"]
-            .as_array()
-            .map(|a| a.iter().map(|w| w["name"].as_str().unwrap()).collect())
-            .unwrap_or_default();
-        assert_eq!(names, *refreshed, "{file}: {body}");
-        if *file == "test-notification.json" {
-            assert_eq!(body["testNotification"], true, "{body}");
+        match expect {
+            Expect::Http(status, refreshed) => {
+                let (got, body) = h.send(&event).await;
+                assert_eq!(got, *status, "{file}: {body}");
+                let names: Vec<&str> = body["refreshed"]
+                    .as_array()
+                    .map(|a| a.iter().map(|w| w["name"].as_str().unwrap()).collect())
+                    .unwrap_or_default();
+                assert_eq!(names, *refreshed, "{file}: {body}");
+                if *file == "test-notification.json" {
+                    assert_eq!(body["testNotification"], true, "{body}");
+                }
+            }
+            Expect::Batch(failed, refreshed) => {
+                let reply = h.send_batch(&event).await;
+                let ids: Vec<&str> = reply["batchItemFailures"]
+                    .as_array()
+                    .expect("batchItemFailures")
+                    .iter()
+                    .map(|f| f["itemIdentifier"].as_str().unwrap())
+                    .collect();
+                assert_eq!(ids, *failed, "{file}: {reply}");
+                let warehouses = demo_warehouses();
+                let mut annotated: Vec<&str> = warehouses
+                    .iter()
+                    .filter(|w| w["kind"] == "Warehouse")
+                    .filter_map(|w| w["metadata"]["name"].as_str())
+                    .filter(|name| h.refreshed_at("kargo-demo", name).is_some())
+                    .collect();
+                annotated.sort_unstable();
+                assert_eq!(annotated, *refreshed, "{file}");
+                let body: Value = serde_json::from_str(&event).unwrap();
+                h.assert_clean_message(body["Records"][0]["body"].as_str().unwrap());
+            }
         }
         h.assert_no_leaks();
     }

@@ -6,7 +6,8 @@
 //! dropping a Warehouse after its 404).
 //!
 //! `State` stamps its caches with `tokio::time::Instant`, so `tokio::time::advance` ages them
-//! without waiting. No Python, no network.
+//! without waiting. No Python, no network. The durable path (queue and worker) on the same
+//! fakes is in `durable.rs`.
 
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ use quayhook_testkit::fixtures::{QUAY_REPO, wh};
 use quayhook_testkit::harness::deliver;
 use serde_json::{Value, json};
 use tokio::time::advance;
+
+mod durable;
 
 const NS: &str = "kargo-demo";
 

@@ -4,6 +4,10 @@
 #
 #   ARCH=arm64|x86_64 tools/sam/build.sh   → .aws-sam/build/QuayFunction/bootstrap
 #
+# WorkerFunction (the durable path's SQS worker) is the same binary with Handler worker: SAM
+# groups functions with the same CodeUri, runtime, architecture and Metadata into one build
+# ("Building codeuri: … functions: QuayFunction, WorkerFunction") and copies it to both.
+#
 # cargo-lambda and zig come from $VENV (.venv: pip's cargo-lambda + ziglang), which must come
 # before $VENV_SAM in PATH: with the SAM venv first, cargo-lambda fails with "Zig is not
 # installed in your system".

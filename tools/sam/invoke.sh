@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Invokes QuayFunction locally with recorded API Gateway events through `sam local invoke`,
-# against the local stand-ins for AWS and the cluster (tools/local-stack.sh: moto + a local
-# Kubernetes API server with the demo Warehouses).
+# Invokes the functions locally with recorded events through `sam local invoke`, against the
+# local stand-ins for AWS and the cluster (tools/local-stack.sh: moto + a local Kubernetes API
+# server with the demo Warehouses, plus the durable path's queues in moto).
 #
-#   tools/sam/invoke.sh [--build sam|lambda|host] EVENT[=STATUS]...
+#   tools/sam/invoke.sh [--build sam|lambda|host] EVENT[=EXPECT]...
 #
-# Each EVENT is invoked in its own (cold) container; with =STATUS the response's statusCode
-# must equal STATUS or the script fails. Responses go to stdout, everything else to stderr.
+# An API Gateway event goes to QuayFunction, where =EXPECT is the statusCode the response must
+# have; an SQS event (Records from aws:sqs) goes to WorkerFunction, where =EXPECT is how many
+# batchItemFailures it must report (=0: every message done). Each EVENT is invoked in its own
+# (cold) container; a mismatch fails the script. Responses go to stdout, the rest to stderr.
 #
 # --build chooses the x86_64 bootstrap (this machine cannot run arm64 containers):
 #   sam     `sam build --parameter-overrides Architecture=x86_64` (cargo lambda build --release,
@@ -35,7 +37,7 @@ CARGO=${CARGO:-cargo}
 IMAGE=${QUAYHOOK_BASE_IMAGE:-quayhook-provided-al2023:local}
 export RUN_DIR VENV CARGO SAM_CLI_TELEMETRY=0
 
-usage() { sed -n '6,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '6,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 build=sam
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -92,11 +94,13 @@ esac
 [ "$(od -An -tx1 -N4 "$bootstrap" | tr -d ' \n')$(od -An -tx1 -j18 -N2 "$bootstrap" | tr -d ' \n')" = 7f454c463e00 ] ||
   { say "$bootstrap is not an x86_64 ELF executable"; exit 1; }
 
-# 2. The staged code directory (what `sam build` would produce) and the base image.
+# 2. The staged code directory (what `sam build` would produce; one bootstrap for both
+# functions, whose Handler tells it its role) and the base image.
 stage=$RUN_DIR/sam-local
+code=$stage/code
 rm -rf "$stage"
-mkdir -p "$stage/QuayFunction"
-ln -f "$bootstrap" "$stage/QuayFunction/bootstrap" 2>/dev/null || cp "$bootstrap" "$stage/QuayFunction/bootstrap"
+mkdir -p "$code"
+ln -f "$bootstrap" "$code/bootstrap" 2>/dev/null || cp "$bootstrap" "$code/bootstrap"
 if [ "$use_docker" = 1 ]; then
   tools/sam/base-image.sh >&2
 fi
@@ -114,14 +118,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 tools/local-stack.sh start >&2
-env_json=$RUN_DIR/sam-env.json
+# The local stack's env-vars file has QuayFunction's environment; the durable path's queues
+# are created in its moto server, and both functions get QUAYHOOK_QUEUE_URL, as deployed.
+env_json=$RUN_DIR/sam-env-durable.json
+py tools/sam/local-template.py env-vars "$RUN_DIR/sam-env.json" "$env_json"
 field() { py -c 'import json,sys; print(json.load(open(sys.argv[1]))["QuayFunction"].get(sys.argv[2], sys.argv[3]))' "$env_json" "$@"; }
 region=$(field AWS_REGION us-east-1)
 # Variables in the caller's shell would override the template's for the names it declares.
 for v in $(compgen -e | grep '^QUAYHOOK_' || true); do unset "$v"; done
 
 if [ "$use_docker" = 1 ]; then
-  py tools/sam/local-template.py template template.yaml "$stage/template.yaml" "$stage/QuayFunction" "$env_json"
+  py tools/sam/local-template.py template template.yaml "$stage/template.yaml" "$code" "$env_json"
   # SAM hands the function the credentials of the `sam` process, not those of --env-vars.
   sam_env=(AWS_ACCESS_KEY_ID="$(field AWS_ACCESS_KEY_ID testing)"
     AWS_SECRET_ACCESS_KEY="$(field AWS_SECRET_ACCESS_KEY testing)")
@@ -129,51 +136,83 @@ if [ "$use_docker" = 1 ]; then
   # answers that too.
   endpoint=$(field AWS_ENDPOINT_URL '')
   [ -z "$endpoint" ] || sam_env+=(AWS_ENDPOINT_URL_STS="$endpoint")
-  invoke_one() { # event -> response on stdout
+  invoke_one() { # function event -> response on stdout
     env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_SESSION_TOKEN "${sam_env[@]}" \
-      "$VENV_SAM/bin/python" tools/sam/sam.py local invoke QuayFunction \
-      --template "$stage/template.yaml" --event "$1" --env-vars "$env_json" --region "$region" \
+      "$VENV_SAM/bin/python" tools/sam/sam.py local invoke "$1" \
+      --template "$stage/template.yaml" --event "$2" --env-vars "$env_json" --region "$region" \
       --invoke-image "$IMAGE" --skip-pull-image --docker-network host \
       --parameter-overrides Architecture=x86_64
   }
 else
   rie=$(py -c 'import samcli, os; print(os.path.join(os.path.dirname(samcli.__file__), "local", "rapid", "aws-lambda-rie-x86_64"))')
-  py tools/sam/local-template.py env template.yaml "$env_json" "$stage/function.env"
   free_port() { py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-  port=$(free_port)
-  api_port=$(free_port)
-  (
-    set -a; . "$stage/function.env"; set +a
-    export AWS_LAMBDA_FUNCTION_NAME=QuayFunction AWS_LAMBDA_FUNCTION_VERSION='$LATEST' \
-      AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 AWS_LAMBDA_FUNCTION_TIMEOUT=9 AWS_LAMBDA_LOG_FORMAT=JSON \
-      AWS_LAMBDA_LOG_LEVEL=INFO AWS_DEFAULT_REGION="$region" LAMBDA_TASK_ROOT="$stage/QuayFunction"
-    cd "$stage/QuayFunction"
-    exec "$rie" --log-level error --runtime-interface-emulator-address "127.0.0.1:$port" \
-      --runtime-api-address "127.0.0.1:$api_port" "$stage/QuayFunction/bootstrap"
-  ) >&2 &
-  pids+=($!)
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-  invoke_one() {
+  declare -A rie_port=()
+  start_rie() { # function: one emulator per function, each with that function's environment
+    local fn=$1 port api_port timeout
+    py tools/sam/local-template.py env template.yaml "$env_json" "$fn" "$stage/$fn.env"
+    timeout=$(py -c 'import sys; from samcli.yamlhelper import yaml_parse
+print(yaml_parse(open("template.yaml").read())["Resources"][sys.argv[1]]["Properties"]["Timeout"])' "$fn")
+    port=$(free_port)
+    api_port=$(free_port)
+    (
+      set -a; . "$stage/$fn.env"; set +a
+      export AWS_LAMBDA_FUNCTION_NAME="$fn" AWS_LAMBDA_FUNCTION_VERSION='$LATEST' \
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 AWS_LAMBDA_FUNCTION_TIMEOUT="$timeout" \
+        AWS_LAMBDA_LOG_FORMAT=JSON AWS_LAMBDA_LOG_LEVEL=INFO AWS_DEFAULT_REGION="$region" \
+        LAMBDA_TASK_ROOT="$code"
+      cd "$code"
+      exec "$rie" --log-level error --runtime-interface-emulator-address "127.0.0.1:$port" \
+        --runtime-api-address "127.0.0.1:$api_port" "$code/bootstrap"
+    ) >&2 &
+    pids+=($!)
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    rie_port[$fn]=$port
+  }
+  invoke_one() { # function event -> response on stdout
+    [ -n "${rie_port[$1]:-}" ] || start_rie "$1"
     py -c '
 import sys, urllib.request
 req = urllib.request.Request(sys.argv[1], data=open(sys.argv[2], "rb").read(), method="POST")
-print(urllib.request.urlopen(req, timeout=30).read().decode())' \
-      "http://127.0.0.1:$port/2015-03-31/functions/function/invocations" "$1"
+print(urllib.request.urlopen(req, timeout=90).read().decode())' \
+      "http://127.0.0.1:${rie_port[$1]}/2015-03-31/functions/function/invocations" "$2"
   }
 fi
 
 # 4. The invocations.
+# The function an event goes to: WorkerFunction for SQS records, else QuayFunction.
+function_for() {
+  py -c '
+import json, sys
+e = json.load(open(sys.argv[1]))
+records = e.get("Records") if isinstance(e, dict) else None
+sqs = isinstance(records, list) and records and all(r.get("eventSource") == "aws:sqs" for r in records)
+print("WorkerFunction" if sqs else "QuayFunction")' "$1"
+}
+# What the response says: QuayFunction's statusCode, WorkerFunction's number of
+# batchItemFailures ("none" when the field is missing, "unparsable" when it is not JSON).
+result_of() { # function response-file
+  py -c '
+import json, sys
+r = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])  # the response is the last line
+if sys.argv[1] == "WorkerFunction":
+    failures = r.get("batchItemFailures") if isinstance(r, dict) else None
+    print(len(failures) if isinstance(failures, list) else "none")
+else:
+    print(r.get("statusCode", "none") if isinstance(r, dict) else "none")' "$1" "$2" 2>/dev/null || echo unparsable
+}
 failed=0
 n=0
 for spec in "$@"; do
   event=${spec%%=*}
   want=
   [ "$spec" = "$event" ] || want=${spec#*=}
+  fn=$(function_for "$event")
+  what=$([ "$fn" = WorkerFunction ] && echo batchItemFailures || echo statusCode)
   n=$((n + 1))
   out=$RUN_DIR/invoke-$n.json
-  say "invoking QuayFunction with $event${want:+ (expecting statusCode $want)}"
+  say "invoking $fn with $event${want:+ (expecting $what $want)}"
   start=$EPOCHREALTIME
-  if ! invoke_one "$event" >"$out"; then
+  if ! invoke_one "$fn" "$event" >"$out"; then
     say "FAILED: the invocation itself failed for $event"
     failed=1
     continue
@@ -181,13 +220,10 @@ for spec in "$@"; do
   took=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
   cat "$out"
   [ -z "$(tail -c1 "$out")" ] || echo
-  got=$(py -c '
-import json, sys
-r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])  # the response is the last line
-print(r.get("statusCode", "none") if isinstance(r, dict) else "none")' "$out" 2>/dev/null || echo unparsable)
-  say "$event -> statusCode $got in ${took}s"
+  got=$(result_of "$fn" "$out")
+  say "$event -> $fn $what $got in ${took}s"
   if [ -n "$want" ] && [ "$got" != "$want" ]; then
-    say "FAILED: $event returned statusCode $got, expected $want (response in $out)"
+    say "FAILED: $event: $what $got, expected $want (response in $out)"
     failed=1
   fi
 done

@@ -1,13 +1,15 @@
 //! A local Kubernetes API server for tests and the demo: HTTPS with a bearer token, in memory.
 //!
 //! It serves the slice of the API quayhook and its scenarios touch — Namespaces,
-//! ServiceAccounts (and their `token` subresource), Secrets, ConfigMaps, RBAC, Kargo
-//! `Warehouse`s, CRDs, and self access reviews — following the API conventions closely enough
-//! that the same `kube` client code runs against it and against a real cluster: `Status`
-//! failures with real messages and reasons, resourceVersions from one counter, paged lists
-//! with opaque continue tokens read from a snapshot (and `410 Expired` once compacted), merge
-//! and JSON patches, optimistic concurrency, RBAC authorization, and the behaviour of a bare
-//! kube-apiserver without controller-manager (a deleted Namespace stays `Terminating`).
+//! ServiceAccounts (and their `token` subresource: JWT-shaped tokens with readable claims,
+//! expiring, optionally bound to a Secret whose deletion revokes them), Secrets, ConfigMaps,
+//! RBAC, Kargo `Warehouse`s, CRDs, and self access reviews — following the API conventions
+//! closely enough that the same `kube` client code runs against it and against a real
+//! cluster: `Status` failures with real messages and reasons, resourceVersions from one
+//! counter, paged lists with opaque continue tokens read from a snapshot (and `410 Expired`
+//! once compacted), merge and JSON patches, optimistic concurrency, RBAC authorization, and
+//! the behaviour of a bare kube-apiserver without controller-manager (a deleted Namespace
+//! stays `Terminating`).
 //!
 //! Tests also reach behind the API: [`ApiServer::apply`] and friends edit the store directly,
 //! [`ApiServer::inject`] makes requests fail, hang, drop or slow down, and
@@ -24,14 +26,18 @@
 //! - `strategy`: per-resource write rules (validation, defaults, NamespaceLifecycle)
 //! - `patch`: merge patch (RFC 7386) and JSON patch (RFC 6902)
 //! - `auth`: token identities and the RBAC authorizer
+//! - `eks`: EKS tokens (`k8s-aws-v1.…`): aws-iam-authenticator's checks, STS, access entries
 //! - `status`: `metav1.Status` failures
 //! - `route`: paths to resources, verbs and authorizer attributes
 //! - `handler`: one HTTP request, from faults and authentication to the recorded log line
 //! - `discovery`: `/version`, `/api`, `/apis` documents
 //! - `tls`: the generated CA and server certificate
+//! - `connections`: accepted connections, their protocol and request counts, and cutting them
 
 mod auth;
+mod connections;
 mod discovery;
+mod eks;
 mod handler;
 mod list;
 mod objects;
@@ -58,7 +64,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use auth::Identity;
+use auth::{BoundObject, Identity};
+pub use connections::ConnectionInfo;
+use connections::{Connections, OpenGuard};
 use store::{Store, by_plural, key};
 
 /// The user of the admin token (as kubeadm names it).
@@ -114,7 +122,9 @@ pub enum FaultEffect {
         /// Seconds to ask the client to wait, if any.
         retry_after: Option<u64>,
     },
-    /// Closes the connection without answering.
+    /// Closes the connection without answering over HTTP/1.1. Over HTTP/2 the stream is reset
+    /// (`INTERNAL_ERROR`, as hyper does when a service fails) and the connection and its other
+    /// streams stay; [`ApiServer::drop_connections`] cuts whole connections.
     Drop,
     /// Never answers (until the client gives up or the server is dropped).
     Hang,
@@ -212,17 +222,30 @@ impl Fault {
     }
 }
 
+/// The application protocols the server offers through ALPN.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Alpn {
+    /// `h2`, then `http/1.1`, as kube-apiserver does.
+    #[default]
+    H2AndHttp1,
+    /// `http/1.1` only, as a proxy in front of an API server may.
+    Http1Only,
+}
+
 type Observer = Arc<dyn Fn(&RecordedRequest) + Send + Sync>;
 
 /// State shared by the handle and every connection task.
 struct Shared {
     store: Mutex<Store>,
     tokens: Mutex<HashMap<String, Identity>>,
+    /// EKS token authentication, when on ([`ApiServer::enable_eks_auth`]).
+    eks: Mutex<Option<eks::EksAuth>>,
     faults: Mutex<Vec<Fault>>,
     latency: Mutex<Duration>,
     log: Mutex<Vec<RecordedRequest>>,
     observer: Mutex<Option<Observer>>,
     in_flight: AtomicUsize,
+    connections: Connections,
     peak: AtomicUsize,
     grants: AtomicU64,
     /// `host:port` as clients reach it, for `/api` discovery.
@@ -243,12 +266,18 @@ impl Shared {
         lock(&self.log).push(r);
     }
 
-    /// Issues a token for a ServiceAccount, valid for `ttl`. `None` when it does not exist.
+    /// Issues a token for a ServiceAccount, valid for `ttl`, for `audiences`, bound to
+    /// `bound_object` when given (deleting that object revokes the token). `None` when the
+    /// ServiceAccount does not exist. The token is shaped like a real one: a JWT whose claims
+    /// (`sub`, `aud`, `exp`, `iat`, `kubernetes.io`) can be read without verifying; its
+    /// signature is random bytes, and the server knows its tokens by their whole text.
     fn issue_token(
         &self,
         namespace: &str,
         name: &str,
         ttl: Duration,
+        audiences: &[String],
+        bound_object: Option<BoundObject>,
         dry_run: bool,
     ) -> Option<(String, SystemTime)> {
         let uid = {
@@ -256,16 +285,50 @@ impl Shared {
             let sa = store.get("serviceaccounts", &key(Some(namespace), name))?;
             sa["metadata"]["uid"].as_str().unwrap_or("").to_string()
         };
-        let token = random_token();
-        let expires = SystemTime::now() + ttl;
+        let now = SystemTime::now();
+        let expires = now + ttl;
+        let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut k8s = json!({
+            "namespace": namespace,
+            "serviceaccount": {"name": name, "uid": uid},
+        });
+        if let Some(o) = &bound_object {
+            let kind = if o.resource == "pods" {
+                "pod"
+            } else {
+                "secret"
+            };
+            k8s[kind] = json!({"name": o.name, "uid": o.uid});
+        }
+        let claims = json!({
+            "aud": audiences,
+            "exp": unix(expires),
+            "iat": unix(now),
+            "nbf": unix(now),
+            "iss": "https://kubernetes.default.svc.cluster.local",
+            "jti": new_uid(),
+            "kubernetes.io": k8s,
+            "sub": format!("system:serviceaccount:{namespace}:{name}"),
+        });
+        let header = json!({"alg": "RS256", "kid": "quayhook-testkit"});
+        let token = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string()),
+            URL_SAFE_NO_PAD.encode(random_bytes::<64>())
+        );
         if !dry_run {
             let mut who = Identity::service_account(namespace, name, &uid);
             who.expires = Some(expires);
+            who.bound_object = bound_object;
             lock(&self.tokens).insert(token.clone(), who);
         }
         Some((token, expires))
     }
 }
+
+/// The audience of a token requested without one (the API server's `--api-audiences`).
+const DEFAULT_AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
 
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
@@ -329,11 +392,29 @@ impl ApiServer {
             .expect("bind the test API server on 127.0.0.1")
     }
 
+    /// Starts a server on `127.0.0.1` at a free port offering `alpn`.
+    ///
+    /// # Panics
+    /// When the listener cannot be bound.
+    pub async fn start_with(alpn: Alpn) -> ApiServer {
+        ApiServer::start_on_with(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), alpn)
+            .await
+            .expect("bind the test API server on 127.0.0.1")
+    }
+
     /// Starts a server on `addr` (port 0 picks a free one).
     ///
     /// # Errors
     /// Returned when the listener cannot be bound.
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<ApiServer> {
+        ApiServer::start_on_with(addr, Alpn::default()).await
+    }
+
+    /// Starts a server on `addr` (port 0 picks a free one) offering `alpn`.
+    ///
+    /// # Errors
+    /// Returned when the listener cannot be bound.
+    pub async fn start_on_with(addr: SocketAddr, alpn: Alpn) -> std::io::Result<ApiServer> {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let reach_ip = match local.ip() {
@@ -342,16 +423,18 @@ impl ApiServer {
             ip => ip,
         };
         let reach = SocketAddr::new(reach_ip, local.port());
-        let (config, ca_pem) = tls::tls_config(local.ip());
+        let (config, ca_pem) = tls::tls_config(local.ip(), alpn);
         let admin_token = random_token();
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new()),
             tokens: Mutex::new(HashMap::new()),
+            eks: Mutex::new(None),
             faults: Mutex::new(Vec::new()),
             latency: Mutex::new(Duration::ZERO),
             log: Mutex::new(Vec::new()),
             observer: Mutex::new(None),
             in_flight: AtomicUsize::new(0),
+            connections: Connections::default(),
             peak: AtomicUsize::new(0),
             grants: AtomicU64::new(0),
             address: reach.to_string(),
@@ -389,12 +472,27 @@ impl ApiServer {
                         let Ok(Ok(tls)) = handshake.await else {
                             return;
                         };
-                        let service =
-                            service_fn(move |req| handler::serve(Arc::clone(&shared), req));
+                        let protocol = tls.get_ref().1.alpn_protocol();
+                        let conn = shared.connections.accepted(protocol);
+                        let _open = OpenGuard(Arc::clone(&conn));
+                        let serving = Arc::clone(&conn);
+                        let service = service_fn(move |req| {
+                            let (shared, conn) = (Arc::clone(&shared), Arc::clone(&serving));
+                            async move {
+                                if !conn.admit() {
+                                    // Cut: the connection closes under this request, unanswered.
+                                    return std::future::pending().await;
+                                }
+                                handler::serve(shared, req).await
+                            }
+                        });
                         let builder =
                             hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                         // Errors here are the client going away or an injected drop.
-                        let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                        tokio::select! {
+                            _ = builder.serve_connection(TokioIo::new(tls), service) => {}
+                            () = conn.killed() => {}
+                        }
                     };
                     tokio::select! {
                         () = conn => {}
@@ -471,9 +569,59 @@ preferences: {{}}
         lock(&self.shared.tokens).insert(token.to_string(), Identity::new(user, groups));
     }
 
+    /// Authenticates EKS bearer tokens (`k8s-aws-v1.…`) from now on, as an EKS control plane
+    /// named `cluster` does: aws-iam-authenticator's checks, a signature check with the keys
+    /// given to [`ApiServer::eks_signing_key`] (what STS verifies; moto does not), the caller's
+    /// ARN from moto's `GetCallerIdentity` at `sts_endpoint` (`http://…`), and the access
+    /// entries of [`ApiServer::eks_access_entry`]. A token that fails any step gets 401.
+    pub fn enable_eks_auth(&self, cluster: &str, sts_endpoint: &str) {
+        let mut eks = lock(&self.shared.eks);
+        let auth = eks.get_or_insert_with(eks::EksAuth::default);
+        auth.cluster = cluster.to_string();
+        auth.sts_endpoint = sts_endpoint.to_string();
+    }
+
+    /// Lets the STS stand-in verify signatures made with this access key (as STS knows the
+    /// keys it issued). Call [`ApiServer::enable_eks_auth`] first.
+    pub fn eks_signing_key(&self, access_key_id: &str, secret_access_key: &str) {
+        if let Some(auth) = lock(&self.shared.eks).as_mut() {
+            auth.keys
+                .insert(access_key_id.to_string(), secret_access_key.to_string());
+        }
+    }
+
+    /// An access entry (`aws eks create-access-entry --principal-arn … --username …
+    /// --kubernetes-groups …`): callers whose canonical ARN is `principal_arn` (an IAM role
+    /// ARN for an assumed role's sessions) are `username` in `groups`. Call
+    /// [`ApiServer::enable_eks_auth`] first.
+    pub fn eks_access_entry(&self, principal_arn: &str, username: &str, groups: &[&str]) {
+        if let Some(auth) = lock(&self.shared.eks).as_mut() {
+            let groups = groups.iter().map(|g| g.to_string()).collect();
+            auth.access_entries
+                .insert(principal_arn.to_string(), (username.to_string(), groups));
+        }
+    }
+
+    /// Why the EKS tokens refused so far were refused (aws-iam-authenticator's and STS's
+    /// reasons, e.g. `SignatureDoesNotMatch`), oldest first; the clients saw 401.
+    pub fn eks_refusals(&self) -> Vec<String> {
+        lock(&self.shared.eks)
+            .as_ref()
+            .map(|auth| auth.refusals.clone())
+            .unwrap_or_default()
+    }
+
     /// Forgets a token: requests bearing it get 401 from now on (a rotated credential).
     pub fn revoke_token(&self, token: &str) {
         lock(&self.shared.tokens).remove(token);
+    }
+
+    /// Whether requests bearing `token` authenticate now: it is known, not expired, its
+    /// ServiceAccount is the one it was issued for, and the object it is bound to (a
+    /// TokenRequest's `boundObjectRef`) still exists. Deleting that object revokes the token.
+    pub fn authenticates(&self, token: &str) -> bool {
+        let who = lock(&self.shared.tokens).get(token).cloned();
+        who.is_some_and(|w| w.valid(&lock(&self.shared.store), SystemTime::now()))
     }
 
     /// Issues a ServiceAccount token valid for `ttl`, bypassing TokenRequest's 10-minute
@@ -482,8 +630,9 @@ preferences: {{}}
     /// # Panics
     /// When the ServiceAccount does not exist.
     pub fn issue_token(&self, namespace: &str, service_account: &str, ttl: Duration) -> String {
+        let audiences = [DEFAULT_AUDIENCE.to_string()];
         self.shared
-            .issue_token(namespace, service_account, ttl, false)
+            .issue_token(namespace, service_account, ttl, &audiences, None, false)
             .unwrap_or_else(|| {
                 panic!("issue_token: no ServiceAccount {namespace}/{service_account}")
             })
@@ -590,14 +739,41 @@ preferences: {{}}
         self.shared.peak.load(Ordering::SeqCst)
     }
 
+    /// How many TLS connections the server accepted since it started (not reset by
+    /// [`ApiServer::reset_requests`]: compare two readings).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.count()
+    }
+
+    /// Every accepted connection in accept order: its ALPN protocol, the requests it carried
+    /// and whether it is still open.
+    pub fn connection_log(&self) -> Vec<ConnectionInfo> {
+        self.shared.connections.snapshot()
+    }
+
+    /// Cuts every open connection silently, as a load balancer's idle timeout or a lost NAT
+    /// mapping does to a client that was frozen: the client is told nothing, and finds out by
+    /// sending, as the next request on such a connection closes it without an answer (with
+    /// every other request on it). Connections accepted later are not affected.
+    pub fn drop_connections(&self) {
+        self.shared.connections.doom_open();
+    }
+
+    /// Closes every open connection now (the client sees the close while idle), as an API
+    /// server that restarts does.
+    pub fn close_connections(&self) {
+        self.shared.connections.close_open();
+    }
+
     /// Calls `f` with every request as it is recorded (the example binary logs them).
     pub fn on_request(&self, f: impl Fn(&RecordedRequest) + Send + Sync + 'static) {
         *lock(&self.shared.observer) = Some(Arc::new(f));
     }
 
-    /// Grants the `quayhook` ServiceAccount (namespace `quayhook`) exactly what deploy/rbac.yaml
-    /// grants: get, list and patch on Warehouses in each of `namespaces`, or in every namespace
-    /// when `namespaces` is `None`. Returns a fresh token (empty when the list is empty).
+    /// Grants the `quayhook` ServiceAccount (namespace `quayhook`) exactly what `deploy/rbac.sh`
+    /// grants: list and patch on Warehouses (the runtime's two verbs) in each of `namespaces`,
+    /// or in every namespace when `namespaces` is `None`. Returns a fresh token (empty when the
+    /// list is empty).
     pub fn grant_quayhook(&self, namespaces: Option<&[&str]>) -> String {
         let grant = |scope: Option<&str>| {
             self.grant_service_account(
@@ -606,7 +782,7 @@ preferences: {{}}
                 scope,
                 "kargo.akuity.io",
                 &["warehouses"],
-                &["get", "list", "patch"],
+                &["list", "patch"],
             )
         };
         match namespaces {

@@ -1,5 +1,5 @@
-//! API Gateway events and Quay push bodies for tests: what the Lambda runtime hands the
-//! handler, built in code (the recorded ones live in `events/`).
+//! API Gateway events, Quay push bodies and SQS events for tests: what the Lambda runtime
+//! hands the handler and the worker, built in code (the recorded ones live in `events/`).
 //!
 //! Test support, no I/O: builds JSON text and parses it as the runtime would.
 
@@ -84,4 +84,41 @@ pub fn delivery(token: &str, body: &str) -> String {
 /// When `lambda_http` rejects the event (a test bug).
 pub fn request(event: &str) -> Request {
     lambda_http::request::from_str(event).expect("event parses")
+}
+
+/// The ARN of the queue the SQS records of [`sqs_record`] come from.
+pub const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:quayhook-deliveries";
+
+/// One SQS record as Lambda's event source mapping delivers it: `body`, `messageId` `id`,
+/// receipt handle `rh-{id}` and `ApproximateReceiveCount` `receives`.
+pub fn sqs_record(id: &str, body: &str, receives: u32) -> serde_json::Value {
+    json!({
+        "messageId": id,
+        "receiptHandle": format!("rh-{id}"),
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": receives.to_string(),
+            "SentTimestamp": "1795788336000",
+            "SenderId": "AROAEXAMPLE:quayhook",
+            "ApproximateFirstReceiveTimestamp": "1795788336100"
+        },
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": QUEUE_ARN,
+        "awsRegion": "us-east-1"
+    })
+}
+
+/// An SQS event (`{"Records": [...]}`) of `records`, as JSON text.
+pub fn sqs_event(records: &[serde_json::Value]) -> String {
+    json!({ "Records": records }).to_string()
+}
+
+/// An SQS event of `records`, read as the worker takes it.
+///
+/// # Panics
+/// When a record does not read as an SQS message (a test bug).
+pub fn sqs_batch(records: &[serde_json::Value]) -> lambda_http::aws_lambda_events::sqs::SqsEvent {
+    serde_json::from_str(&sqs_event(records)).expect("an SQS event")
 }

@@ -1,7 +1,9 @@
 //! In-memory stand-ins for quayhook's adapter traits: [`FakeSecrets`] implements
 //! [`SecretSource`](quayhook::secrets::SecretSource), [`FakeCluster`] implements
 //! [`Connector`](quayhook::cluster::Connector) and builds [`FakeStore`]s
-//! ([`WarehouseStore`](quayhook::cluster::WarehouseStore)).
+//! ([`WarehouseStore`](quayhook::cluster::WarehouseStore)), and [`FakeQueue`] implements
+//! [`Queue`](quayhook::queue::Queue) (with [`assert_clean_body`], the check that no queued
+//! message carries a secret).
 //!
 //! Test support, no I/O. Each fake is a cheap handle (`Clone` shares its state), so a test
 //! keeps one copy to steer and inspect while `State` owns another: receivers, the kubeconfig
@@ -23,9 +25,11 @@
 //! ```
 
 mod cluster;
+mod queue;
 mod secrets;
 
 pub use cluster::{FakeCluster, FakeStore};
+pub use queue::{FakeQueue, assert_clean_body};
 pub use secrets::{FakeSecrets, KUBECONFIG};
 
 use std::collections::VecDeque;

@@ -13,11 +13,12 @@ use lambda_http::Body;
 use quayhook::cluster::KubeConnector;
 use quayhook::config::Config;
 use quayhook::handler;
+use quayhook::queue::SqsQueue;
 use quayhook::secrets::SecretsManager;
 use quayhook::state::State;
 use serde_json::{Value, json};
 
-use crate::apiserver::ApiServer;
+use crate::apiserver::{Alpn, ApiServer};
 use crate::events::{delivery, request};
 use crate::{logs, moto};
 
@@ -80,6 +81,8 @@ pub struct Setup {
     pub warehouses: Vec<Value>,
     /// Use a secret-id list instead of a prefix for receivers (ids filled by `receiver`).
     pub receiver_ids: Option<Vec<String>>,
+    /// The protocols the API server offers (h2 and HTTP/1.1 unless a test says otherwise).
+    pub alpn: Alpn,
 }
 
 impl Harness {
@@ -89,7 +92,7 @@ impl Harness {
         logs::install();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("t{}-{n}", std::process::id());
-        let api = ApiServer::start().await;
+        let api = ApiServer::start_with(setup.alpn).await;
         for w in &setup.warehouses {
             api.apply(w.clone());
         }
@@ -122,8 +125,17 @@ impl Harness {
             format!("{prefix}/kubeconfig"),
         );
         let connector = KubeConnector::from_config(&config);
+        // `QUAYHOOK_QUEUE_URL` in `env`: the durable path, on moto's SQS.
+        let queue = config
+            .queue
+            .as_ref()
+            .map(|q| SqsQueue::new(moto::sqs::client(), q.url.clone()));
+        let mut state = State::new(config, secrets, connector);
+        if let Some(queue) = queue {
+            state = state.with_queue(queue);
+        }
         let h = Harness {
-            state: State::new(config, secrets, connector),
+            state,
             api,
             sm,
             prefix,
@@ -188,9 +200,30 @@ impl Harness {
         let payload: Value = serde_json::from_str(event).expect("event is JSON");
         let invocation = lambda_http::LambdaEvent::new(payload, lambda_http::Context::default());
         let reply = quayhook::lambda::invoke(&self.state, invocation).await;
-        let status = u16::try_from(reply.status()).expect("an HTTP status");
+        let status = reply.status().expect("an HTTP reply, not a batch response");
+        let status = u16::try_from(status).expect("an HTTP status");
         let body = serde_json::from_str(reply.body().expect("a body")).expect("a JSON body");
         (status, body)
+    }
+
+    /// Sends a raw SQS event through the Lambda entry, as the runtime would for the worker,
+    /// and returns the batch response as JSON (`{"batchItemFailures":[…]}`).
+    ///
+    /// # Panics
+    /// When `event` is not JSON or the answer is not a batch response (a test bug).
+    pub async fn send_batch(&self, event: &str) -> Value {
+        let payload: Value = serde_json::from_str(event).expect("event is JSON");
+        let invocation = lambda_http::LambdaEvent::new(payload, lambda_http::Context::default());
+        let reply = quayhook::lambda::invoke(&self.state, invocation).await;
+        assert!(reply.batch().is_some(), "a batch response");
+        serde_json::to_value(&reply).expect("the reply serializes")
+    }
+
+    /// Asserts that a queued message body holds none of this test's secrets and tokens, no
+    /// request path and no kubeconfig text ([`crate::fakes::assert_clean_body`]).
+    pub fn assert_clean_message(&self, body: &str) {
+        let sensitive = self.sensitive.lock().unwrap().clone();
+        crate::fakes::assert_clean_body(body, &sensitive);
     }
 
     /// The refresh annotation of a Warehouse, if set.
@@ -266,9 +299,8 @@ impl Harness {
 
 fn config_ids(config: &Config) -> Vec<String> {
     match &config.secrets {
-        quayhook::config::SecretsConfig::SecretsManager { receiver_ids, .. } => {
-            receiver_ids.clone()
-        }
+        quayhook::config::SecretsConfig::SecretsManager { receiver_ids, .. }
+        | quayhook::config::SecretsConfig::Eks { receiver_ids, .. } => receiver_ids.clone(),
         quayhook::config::SecretsConfig::Files { .. } => Vec::new(),
     }
 }
@@ -276,6 +308,9 @@ fn config_ids(config: &Config) -> Vec<String> {
 fn config_prefix(config: &Config) -> Option<String> {
     match &config.secrets {
         quayhook::config::SecretsConfig::SecretsManager {
+            receiver_prefix, ..
+        }
+        | quayhook::config::SecretsConfig::Eks {
             receiver_prefix, ..
         } => receiver_prefix.clone(),
         quayhook::config::SecretsConfig::Files { .. } => None,

@@ -8,12 +8,12 @@
 //! Always built (no I/O, so the fuzz crate takes them with `default-features = false`):
 //! - [`fixtures`]: Warehouse objects as a chained builder (`wh(ns, name).image(…)`).
 //! - [`events`]: API Gateway events and Quay push bodies.
-//! - [`fakes`]: in-memory secret source and cluster, scriptable and counted.
+//! - [`fakes`]: in-memory secret source, cluster and queue, scriptable and counted.
 //! - [`merge_patch`]: RFC 7386, as the API server applies it (used by both clusters).
 //!
 //! Behind default features (I/O):
 //! - [`apiserver`] (feature `apiserver`): a local Kubernetes API server over HTTPS.
-//! - [`moto`] (feature `moto`): a shared `moto_server` for AWS Secrets Manager.
+//! - [`moto`] (feature `moto`): a shared `moto_server` for AWS Secrets Manager, STS and SQS.
 //! - [`logs`] (feature `logs`): capture of every log event, for leak checks.
 //! - [`proxy`] (feature `proxy`): a loopback TCP proxy adding latency and faults.
 //! - [`harness`] (feature `harness`): quayhook's real adapters wired to both servers.

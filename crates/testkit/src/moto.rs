@@ -4,7 +4,8 @@
 //! by `make venv`), or reused from `QUAYHOOK_TEST_MOTO_URL` when the Makefile already runs one.
 //! The server is wrapped in a shell watchdog that stops it when this test process exits.
 //!
-//! Test support, I/O: spawns a process and talks to it over loopback HTTP.
+//! Test support, I/O: spawns a process and talks to it over loopback HTTP. [`sqs`] holds the
+//! SQS helpers of the durable path.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -13,6 +14,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+
+pub mod sqs;
 
 static MOTO: OnceLock<String> = OnceLock::new();
 
@@ -106,5 +109,46 @@ pub async fn put_secret(client: &aws_sdk_secretsmanager::Client, name: &str, val
             .send()
             .await
             .expect("put secret value");
+    }
+}
+
+/// Temporary credentials from moto's STS.
+#[derive(Debug, Clone)]
+pub struct TemporaryCredentials {
+    /// `ASIA…`.
+    pub access_key_id: String,
+    /// The secret key: sensitive.
+    pub secret_access_key: String,
+    /// The session token: sensitive.
+    pub session_token: String,
+}
+
+/// Assumes `role_arn` in moto as session `session`, as the Lambda service does for a function
+/// role: moto's `GetCallerIdentity` then names `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`
+/// for these credentials.
+///
+/// # Panics
+/// When moto refuses (a test bug).
+pub async fn assume_role(role_arn: &str, session: &str) -> TemporaryCredentials {
+    let config = aws_sdk_sts::Config::builder()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_sdk_sts::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .build();
+    let out = aws_sdk_sts::Client::from_conf(config)
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name(session)
+        .send()
+        .await
+        .expect("moto AssumeRole");
+    let creds = out.credentials().expect("AssumeRole returns credentials");
+    TemporaryCredentials {
+        access_key_id: creds.access_key_id().to_owned(),
+        secret_access_key: creds.secret_access_key().to_owned(),
+        session_token: creds.session_token().to_owned(),
     }
 }

@@ -22,7 +22,21 @@ pub(super) struct Identity {
     /// The ServiceAccount a TokenRequest token is bound to, as (namespace, name, uid): the token
     /// stops working when that ServiceAccount is deleted or recreated.
     pub bound: Option<(String, String, String)>,
+    /// The object a TokenRequest's `boundObjectRef` named, as (plural resource, namespace,
+    /// name, uid): the token stops working once that object is deleted (or recreated), as
+    /// `pkg/serviceaccount`'s claims validator has it. Deleting the object revokes the token.
+    pub bound_object: Option<BoundObject>,
     pub expires: Option<SystemTime>,
+}
+
+/// The object a token is bound to (`boundObjectRef`, resolved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct BoundObject {
+    /// The plural resource (`secrets`, `pods`).
+    pub resource: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
 }
 
 impl Identity {
@@ -38,6 +52,7 @@ impl Identity {
             uid: String::new(),
             groups,
             bound: None,
+            bound_object: None,
             expires: None,
         }
     }
@@ -53,14 +68,27 @@ impl Identity {
                 "system:authenticated".into(),
             ],
             bound: Some((namespace.into(), name.into(), sa_uid.into())),
+            bound_object: None,
             expires: None,
         }
     }
 
-    /// Whether the token is still good: not expired, and its ServiceAccount still the same one.
+    /// Whether the token is still good: not expired, its ServiceAccount still the same one,
+    /// and the object it is bound to (if any) still there, the same one and not being deleted.
     pub fn valid(&self, store: &Store, now: SystemTime) -> bool {
         if self.expires.is_some_and(|t| now >= t) {
             return false;
+        }
+        if let Some(o) = &self.bound_object {
+            let alive = store
+                .get(o.resource, &key(Some(&o.namespace), &o.name))
+                .is_some_and(|obj| {
+                    obj["metadata"]["uid"].as_str() == Some(o.uid.as_str())
+                        && obj["metadata"].get("deletionTimestamp").is_none()
+                });
+            if !alive {
+                return false;
+            }
         }
         match &self.bound {
             None => true,

@@ -12,14 +12,14 @@ use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HeaderMap, HeaderVa
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::auth::{self, Attributes, Identity};
+use super::auth::{self, Attributes, BoundObject, Identity};
 use super::discovery::{api_group, api_group_list, api_resource_list, api_versions, version};
 use super::list::{self, ListOptions};
 use super::objects::{self, PatchType, Target};
 use super::route::{Route, attributes, parse_query, route, verb_of};
 use super::status::ApiError;
-use super::store::ResourceDef;
-use super::{FaultEffect, RecordedRequest, Shared, lock, new_uid, rfc3339};
+use super::store::{ResourceDef, key};
+use super::{DEFAULT_AUDIENCE, FaultEffect, RecordedRequest, Shared, lock, new_uid, rfc3339};
 
 /// The largest request body a real API server accepts (3 MiB).
 const BODY_LIMIT: usize = 3 * 1024 * 1024;
@@ -215,7 +215,10 @@ pub(super) async fn serve(
     let route = route(path);
     let query = parse_query(query_str);
     let verb = verb_of(&parts.method, &route, query.as_deref().unwrap_or(&[]));
-    let who = authenticate(&shared, &parts.headers);
+    let who = match authenticate(&shared, &parts.headers) {
+        None => super::eks::authenticate(&shared, &parts.headers).await,
+        known => known,
+    };
     let mut record = record_of(&parts.method, path, query_str, &verb, &route, who.as_ref());
 
     let (delay, terminal) = take_faults(&shared, &parts.method, &target);
@@ -459,13 +462,20 @@ impl Call<'_> {
                 "may not specify a duration larger than 2^32 seconds",
             ));
         }
-        let audiences = match body["spec"]["audiences"].as_array() {
-            Some(a) if !a.is_empty() => Value::Array(a.clone()),
-            _ => json!(["https://kubernetes.default.svc.cluster.local"]),
+        let audiences: Vec<String> = match body["spec"]["audiences"].as_array() {
+            Some(a) if !a.is_empty() => a
+                .iter()
+                .map(|v| v.as_str().unwrap_or("").to_string())
+                .collect(),
+            _ => vec![DEFAULT_AUDIENCE.to_string()],
         };
+        let (bound_object, bound_ref) =
+            self.bound_object(ns, t.name, &body["spec"]["boundObjectRef"])?;
         let ttl = Duration::from_secs(seconds.unsigned_abs());
-        let Some((token, expires)) = self.shared.issue_token(ns, t.name, ttl, self.dry_run()?)
-        else {
+        let issued =
+            self.shared
+                .issue_token(ns, t.name, ttl, &audiences, bound_object, self.dry_run()?);
+        let Some((token, expires)) = issued else {
             return Err(ApiError::not_found("", "serviceaccounts", t.name));
         };
         Ok(Reply::json(
@@ -474,10 +484,63 @@ impl Call<'_> {
                 "kind": "TokenRequest",
                 "apiVersion": "authentication.k8s.io/v1",
                 "metadata": {"name": t.name, "namespace": ns, "creationTimestamp": null},
-                "spec": {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": null},
+                "spec": {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": bound_ref},
                 "status": {"token": token, "expirationTimestamp": rfc3339(expires)},
             }),
         ))
+    }
+
+    /// Resolves a TokenRequest's `boundObjectRef` as the real `TokenREST` does: a Secret or Pod
+    /// (`v1`) in the ServiceAccount's namespace that exists, with the given uid if one is
+    /// given (409 otherwise); another kind is a 400. Returns the binding and the reference as
+    /// echoed in the answer, uid filled in.
+    fn bound_object(
+        &self,
+        ns: &str,
+        sa: &str,
+        r: &Value,
+    ) -> Result<(Option<BoundObject>, Value), ApiError> {
+        if r.is_null() {
+            return Ok((None, Value::Null));
+        }
+        let s = |f: &str| r[f].as_str().unwrap_or("").to_string();
+        let (kind, api_version, name, uid) = (s("kind"), s("apiVersion"), s("name"), s("uid"));
+        let resource = match (api_version.as_str(), kind.as_str()) {
+            ("v1", "Secret") => "secrets",
+            ("v1", "Pod") => "pods",
+            _ => {
+                let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+                let version = api_version.rsplit('/').next().unwrap_or("");
+                return Err(ApiError::bad_request(format!(
+                    "cannot bind token for serviceaccount \"{sa}\" to object of type {group}/{version}, Kind={kind}"
+                )));
+            }
+        };
+        let stored = lock(&self.shared.store)
+            .get(resource, &key(Some(ns), &name))
+            .cloned();
+        let Some(obj) = stored else {
+            return Err(ApiError::not_found("", resource, &name));
+        };
+        let actual = obj["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        if !uid.is_empty() && uid != actual {
+            return Err(ApiError::conflict(
+                "",
+                &kind,
+                &name,
+                &format!(
+                    "the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
+                ),
+            ));
+        }
+        let echoed = json!({"kind": kind, "apiVersion": api_version, "name": name, "uid": actual});
+        let bound = BoundObject {
+            resource,
+            namespace: ns.to_string(),
+            name,
+            uid: actual,
+        };
+        Ok((Some(bound), echoed))
     }
 
     /// `SelfSubjectAccessReview` and `SelfSubjectReview`.

@@ -1,6 +1,7 @@
 //! The server's TLS identity: a CA generated at start and a leaf certificate it signs, served
 //! through rustls with the aws-lc-rs provider only (kube in the same process panics when
-//! rustls sees two providers). No I/O beyond key generation.
+//! rustls sees two providers), and the protocols offered through ALPN. No I/O beyond key
+//! generation.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use rcgen::{
 use tokio_rustls::rustls::{self, pki_types};
 
 /// A CA and a server certificate for `localhost`, `127.0.0.1`, `::1` and the bound address.
-pub(super) fn tls_config(ip: IpAddr) -> (rustls::ServerConfig, String) {
+pub(super) fn tls_config(ip: IpAddr, alpn: super::Alpn) -> (rustls::ServerConfig, String) {
     let ca_key = KeyPair::generate().expect("generate the CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
     ca_params
@@ -61,6 +62,9 @@ pub(super) fn tls_config(ip: IpAddr) -> (rustls::ServerConfig, String) {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .expect("TLS server certificate");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = match alpn {
+        super::Alpn::H2AndHttp1 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        super::Alpn::Http1Only => vec![b"http/1.1".to_vec()],
+    };
     (config, ca.pem())
 }
