@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::auth::Identity;
+use super::route::percent_decode;
 use super::{Shared, lock};
 
 /// aws-iam-authenticator's `v1Prefix`.
@@ -107,30 +108,6 @@ fn sts_host(host: &str) -> bool {
     })
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 fn uri_encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -201,7 +178,7 @@ pub(super) fn check_format(token: &str, now: SystemTime) -> Result<Presigned, Re
     let mut params = HashMap::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (Some(k), Some(v)) = (percent_decode(k), percent_decode(v)) else {
+        let (Some(k), Some(v)) = (percent_decode(k, true), percent_decode(v, true)) else {
             return refused("malformed query parameter");
         };
         let k = k.to_ascii_lowercase();
@@ -287,7 +264,7 @@ pub(super) fn check_signature(
         .split('&')
         .filter_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((percent_decode(k)?, percent_decode(v)?))
+            Some((percent_decode(k, true)?, percent_decode(v, true)?))
         })
         .filter(|(k, _)| k != "X-Amz-Signature")
         .map(|(k, v)| (uri_encode(&k), uri_encode(&v)))

@@ -27,7 +27,7 @@ pub(super) enum Route {
     Unknown,
 }
 
-fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+pub(super) fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
