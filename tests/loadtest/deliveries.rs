@@ -124,6 +124,7 @@ impl Run {
             "seconds": self.elapsed.as_secs_f64(),
             "requests_per_second": n as f64 / self.elapsed.as_secs_f64(),
             "p50_ms": ms(percentile(&self.latencies, 50.0)),
+            "p90_ms": ms(percentile(&self.latencies, 90.0)),
             "p99_ms": ms(percentile(&self.latencies, 99.0)),
             "max_ms": ms(self.latencies.last().copied().unwrap_or_default()),
             "statuses": self.statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),

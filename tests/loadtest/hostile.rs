@@ -3,7 +3,8 @@
 //!
 //! - 50 clients sending a head 1 byte per 200 ms (each cut at the header timeout, unanswered,
 //!   then reconnecting), and 20 sending a body at that pace (each answered 408 at the read
-//!   timeout, then reconnecting);
+//!   timeout, then reconnecting), started one header timeout ahead and staggered over their
+//!   timeout, so that connections are cut and opened all through the valid pushes;
 //! - 200 POSTs to random tokens declaring and sending a 2 MiB body, 20 as each burst starts:
 //!   each answered 404 without the body being read;
 //! - one push with 100,000 distinct tags: 200, `tagsNotConsidered` set, a small answer.
@@ -36,7 +37,7 @@ const MANY_TAGS_AT: usize = 2;
 /// The pace of slow clients: one byte per this.
 const TRICKLE: Duration = Duration::from_millis(200);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
-const READ_TIMEOUT: Duration = Duration::from_secs(4);
+const READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[test]
 fn hostile_mix_leaves_valid_deliveries_answered() {
@@ -70,16 +71,17 @@ async fn run(panics_before: usize) {
     rig.failing.store(true, Ordering::SeqCst);
     let alone = deliver_all(&rig, via, &deliveries, BURST, |_| {}).await;
 
-    // The slow clients, staggered, going on until the valid pushes are answered.
+    // The slow clients, staggered over their timeout, going on until the valid pushes are
+    // answered.
     let stop = Arc::new(AtomicBool::new(false));
     let token = &rig.tokens[PROJECTS[0]];
     let path = format!("/quay/{token}");
     let body = super::push(&repo(0), &["v1.0.3"]);
-    let spawn_slow = |n: usize, prefix: Vec<u8>, slow: Vec<u8>| -> Vec<_> {
+    let spawn_slow = |n: usize, over: Duration, prefix: Vec<u8>, slow: Vec<u8>| -> Vec<_> {
         (0..n)
             .map(|i| {
                 let (prefix, slow, stop) = (prefix.clone(), slow.clone(), Arc::clone(&stop));
-                let stagger = TRICKLE * i as u32 / n as u32;
+                let stagger = over * i as u32 / n as u32;
                 tokio::spawn(async move {
                     tokio::time::sleep(stagger).await;
                     keep_trickling(addr, &prefix, &slow, &stop).await
@@ -88,8 +90,9 @@ async fn run(panics_before: usize) {
             .collect()
     };
     let head = http::head(&path, body.len()).into_bytes();
-    let slow_heads = spawn_slow(SLOW_HEADS, Vec::new(), head.clone());
-    let slow_bodies = spawn_slow(SLOW_BODIES, head.clone(), body.into_bytes());
+    let slow_heads = spawn_slow(SLOW_HEADS, HEADER_TIMEOUT, Vec::new(), head.clone());
+    let slow_bodies = spawn_slow(SLOW_BODIES, READ_TIMEOUT, head.clone(), body.into_bytes());
+    tokio::time::sleep(HEADER_TIMEOUT).await;
 
     // Floods and the many-tag push, started as bursts start.
     let flood_body: Arc<[u8]> = vec![b'x'; MAX_BODY_BYTES].into();

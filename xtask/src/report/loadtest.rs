@@ -84,16 +84,23 @@ fn hostile_mix(l: &Value, h: &Value) -> String {
          loopback HTTP/1.1 to `quayhook serve` (in process: the same adapters, Warehouses and \
          injected failures; header timeout {}, read timeout {}), once alone and once beside \
          hostile traffic. Every valid push gets the checks above; its latency is the client's, \
-         from connect to the answer's last byte. The hostile traffic's answers are asserted too: \
-         late heads closed unanswered, late bodies 408, unknown tokens 404 `{{}}`, the many-tag \
-         push 200 with `tagsNotConsidered` and an answer under 64 KiB.\n\n",
+         from connect to the answer's last byte. The slow clients start one header timeout ahead, \
+         staggered over their timeout, so connections are cut and reopened all through the valid \
+         pushes; the floods and the many-tag push start with the bursts. The hostile traffic's \
+         answers are asserted too: late heads closed unanswered, late bodies 408, unknown tokens \
+         404 `{{}}`, the many-tag push 200 with `tagsNotConsidered` and an answer under 64 KiB. \
+         With 5% of API requests failing, p99 (the 3rd-slowest of 300) is set by the few pushes \
+         whose cluster calls were retried after an injected failure (the client backs off \
+         100 ms, then 200 ms), so it moves between runs by about that much; p90 shows the \
+         queueing.\n\n",
         h["deliveries"],
         h["burst"],
         secs(&h["header_timeout_ms"]),
         secs(&h["read_timeout_ms"]),
     );
-    s += "| valid deliveries | pushes | concurrent | per second | p50 (ms) | p99 (ms) | max (ms) \
-          | 5xx (first pass) | refreshes lost |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    s += "| valid deliveries | pushes | concurrent | per second | p50 (ms) | p90 (ms) | p99 (ms) \
+          | max (ms) | 5xx (first pass) | refreshes lost |\n\
+          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (label, run, pushes, burst) in [
         (
             "clean burst, Lambda handler (above)",
@@ -115,11 +122,12 @@ fn hostile_mix(l: &Value, h: &Value) -> String {
         ),
     ] {
         s += &format!(
-            "| {label} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             n(pushes),
             n(burst),
             f1(&run["requests_per_second"]),
             f1(&run["p50_ms"]),
+            f1(&run["p90_ms"]),
             f1(&run["p99_ms"]),
             f1(&run["max_ms"]),
             n(&run["first_pass_5xx"]),
@@ -205,7 +213,7 @@ mod tests {
     #[test]
     fn the_hostile_p99_sits_beside_the_clean_one_and_its_losses_count() {
         let mut l = clean();
-        let run = |p99: f64, lost: u64| json!({"requests_per_second": 150.0, "p50_ms": 20.0, "p99_ms": p99, "max_ms": 90.0, "first_pass_5xx": 0, "lost": lost});
+        let run = |p99: f64, lost: u64| json!({"requests_per_second": 150.0, "p50_ms": 20.0, "p90_ms": 30.0, "p99_ms": p99, "max_ms": 90.0, "first_pass_5xx": 0, "lost": lost});
         l["hostile"] = json!({
             "deliveries": 300, "burst": 30, "header_timeout_ms": 2000, "read_timeout_ms": 4000,
             "trickle_ms": 200, "alone": run(50.0, 0), "beside": run(71.5, 0), "panics": 0,
@@ -216,11 +224,15 @@ mod tests {
         });
         let s = section(&l);
         assert!(
-            s.contains("| clean burst, Lambda handler (above) | 1000 | 50 | 185 | 39.5 | 346 |"),
+            s.contains(
+                "| clean burst, Lambda handler (above) | 1000 | 50 | 185 | 39.5 | – | 346 |"
+            ),
             "{s}"
         );
         assert!(
-            s.contains("| **over HTTP, beside the hostile mix** | 300 | 30 | 150 | 20.0 | 71.5 |"),
+            s.contains(
+                "| **over HTTP, beside the hostile mix** | 300 | 30 | 150 | 20.0 | 30.0 | 71.5 |"
+            ),
             "{s}"
         );
         assert!(s.contains("| 60 connections ended, 50 open at the end | 60 closed unanswered (median 2.00 s open)"), "{s}");
