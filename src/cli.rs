@@ -5,7 +5,6 @@
 //! I/O. Output goes to stdout, logs to stderr; errors are `anyhow` chains with context naming
 //! what failed (which secret, which permission), never secret values.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -175,7 +174,9 @@ async fn run_lambda() -> anyhow::Result<()> {
     }
     let state = &state;
     lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
-        Ok::<_, Infallible>(lambda::invoke(state, event).await)
+        // Only an ECR event that failed for a transient reason, with no queue to take it,
+        // becomes a function error, so Lambda's asynchronous retries apply.
+        lambda::invoke(state, event).await.into_result()
     }))
     .await
     .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))

@@ -95,6 +95,42 @@ pub struct QueueConfig {
     pub backoff_max: Duration,
 }
 
+/// Which Kargo projects an ECR push event may refresh (`QUAYHOOK_ECR_PROJECTS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EcrProjects {
+    /// `*`: Warehouses in every namespace, as a cluster-level receiver would (the cluster
+    /// credential then needs cluster-wide list and patch on Warehouses).
+    All,
+    /// The Warehouses of these projects (namespaces) only: sorted, deduplicated, at least one.
+    Only(Vec<String>),
+}
+
+/// ECR push events from EventBridge ([`crate::ecr`]): what they may refresh.
+///
+/// An ECR event carries no token: IAM is its authentication (only the EventBridge rule may
+/// invoke the function or send to its queue), so the scope a Quay receiver gets from its
+/// project is configuration here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EcrConfig {
+    /// The projects whose Warehouses an event may refresh.
+    pub projects: EcrProjects,
+    /// Repository-name prefixes (`QUAYHOOK_ECR_REPOSITORY_PREFIXES`): an event for a
+    /// repository whose name starts with none of them is ignored. Empty: every repository.
+    pub repository_prefixes: Vec<String>,
+}
+
+impl EcrConfig {
+    /// Whether an event for the repository named `repository_name` (ECR's `repository-name`,
+    /// without registry) is in scope: there are no prefixes, or it starts with one of them.
+    pub fn covers(&self, repository_name: &str) -> bool {
+        self.repository_prefixes.is_empty()
+            || self
+                .repository_prefixes
+                .iter()
+                .any(|p| repository_name.starts_with(p.as_str()))
+    }
+}
+
 /// The whole runtime configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -141,6 +177,9 @@ pub struct Config {
     /// (`QUAYHOOK_METRICS`; by default on inside Lambda, where `AWS_LAMBDA_FUNCTION_NAME` is
     /// set, and off for `quayhook serve`).
     pub metrics: bool,
+    /// ECR push events from EventBridge; `None` (`QUAYHOOK_ECR_PROJECTS` unset): they are
+    /// refused, logged and not processed.
+    pub ecr: Option<EcrConfig>,
 }
 
 /// A configuration problem, naming the variable.
@@ -180,6 +219,10 @@ pub const EKS_CLUSTER: &str = "QUAYHOOK_EKS_CLUSTER";
 pub const EKS_ENDPOINT: &str = "QUAYHOOK_EKS_ENDPOINT";
 /// EKS cluster CA, base64 PEM (EKS mode; with [`EKS_ENDPOINT`]).
 pub const EKS_CA_DATA: &str = "QUAYHOOK_EKS_CA_DATA";
+/// The projects ECR push events may refresh: a comma-separated list, or `*`.
+pub const ECR_PROJECTS: &str = "QUAYHOOK_ECR_PROJECTS";
+/// Repository-name prefixes ECR push events must have, comma separated.
+pub const ECR_REPOSITORY_PREFIXES: &str = "QUAYHOOK_ECR_REPOSITORY_PREFIXES";
 
 impl Config {
     /// Reads the configuration from the process environment.
@@ -365,6 +408,7 @@ impl Config {
                     });
                 }
             },
+            ecr: ecr_config(&get)?,
         };
         if config.lambda_handler == LambdaHandler::Worker && config.queue.is_none() {
             return Err(ConfigError::Missing {
@@ -464,6 +508,99 @@ fn eks_config(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<EksConfig>,
         }
     };
     Ok(Some(EksConfig { cluster, endpoint }))
+}
+
+/// The `QUAYHOOK_ECR_*` variables: `None` without `QUAYHOOK_ECR_PROJECTS`.
+///
+/// Projects are Kubernetes namespace names (DNS-1123 labels), or `*` alone for every
+/// namespace. Prefixes use the characters of ECR repository names (lowercase letters,
+/// digits, `.`, `_`, `-`, `/`) and need `QUAYHOOK_ECR_PROJECTS`: without it every event is
+/// refused, so a prefix alone is a mistake worth failing init for.
+fn ecr_config(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<EcrConfig>, ConfigError> {
+    let list = |text: String| -> Vec<String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let prefixes = get(ECR_REPOSITORY_PREFIXES).map(list);
+    let Some(projects) = get(ECR_PROJECTS).map(list) else {
+        if prefixes.is_some() {
+            return Err(ConfigError::Missing {
+                var: ECR_PROJECTS,
+                hint: "QUAYHOOK_ECR_REPOSITORY_PREFIXES scopes ECR events, which are refused unless QUAYHOOK_ECR_PROJECTS names the projects they may refresh (or `*`)",
+            });
+        }
+        return Ok(None);
+    };
+    let invalid = |var, reason: String| ConfigError::Invalid { var, reason };
+    let projects = match projects.as_slice() {
+        [] => {
+            return Err(invalid(
+                ECR_PROJECTS,
+                "no project named: list projects, comma separated, or `*` for all".into(),
+            ));
+        }
+        [all] if all == "*" => EcrProjects::All,
+        _ => {
+            let mut names = Vec::with_capacity(projects.len());
+            for name in projects {
+                if name == "*" {
+                    return Err(invalid(
+                        ECR_PROJECTS,
+                        "`*` (every project) cannot be combined with project names".into(),
+                    ));
+                }
+                if !is_namespace_name(&name) {
+                    return Err(invalid(
+                        ECR_PROJECTS,
+                        format!("{name:?} is not a project (namespace) name"),
+                    ));
+                }
+                names.push(name);
+            }
+            names.sort_unstable();
+            names.dedup();
+            EcrProjects::Only(names)
+        }
+    };
+    let mut repository_prefixes = prefixes.unwrap_or_default();
+    if get(ECR_REPOSITORY_PREFIXES).is_some() && repository_prefixes.is_empty() {
+        return Err(invalid(
+            ECR_REPOSITORY_PREFIXES,
+            "no prefix named: list repository-name prefixes, comma separated, or unset it".into(),
+        ));
+    }
+    for prefix in &repository_prefixes {
+        let ecr_chars = prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b));
+        if !ecr_chars || prefix.len() > 256 {
+            return Err(invalid(
+                ECR_REPOSITORY_PREFIXES,
+                format!(
+                    "{prefix:?} is not the start of an ECR repository name (lowercase letters, digits, . _ - /)"
+                ),
+            ));
+        }
+    }
+    repository_prefixes.sort_unstable();
+    repository_prefixes.dedup();
+    Ok(Some(EcrConfig {
+        projects,
+        repository_prefixes,
+    }))
+}
+
+/// Whether `name` is a Kubernetes namespace name: a DNS-1123 label (1–63 lowercase letters,
+/// digits and `-`, starting and ending with a letter or digit).
+fn is_namespace_name(name: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (1..=63).contains(&name.len())
+        && name.starts_with(alnum)
+        && name.ends_with(alnum)
+        && name.chars().all(|c| alnum(c) || c == '-')
 }
 
 /// Parses `90`, `1.5`, `250ms`, `10s`, `5m` or `1h` into a duration.
@@ -793,6 +930,81 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn ecr_events_are_refused_unless_projects_are_configured() {
+        let with = |vars: &[(&'static str, &'static str)]| {
+            let mut all = MINIMAL.to_vec();
+            all.extend_from_slice(vars);
+            parse(&all)
+        };
+        assert_eq!(with(&[]).unwrap().ecr, None, "unset: ECR events refused");
+        assert_eq!(
+            with(&[(ECR_PROJECTS, " team-b, kargo-demo ,team-b,")])
+                .unwrap()
+                .ecr,
+            Some(EcrConfig {
+                projects: EcrProjects::Only(vec!["kargo-demo".into(), "team-b".into()]),
+                repository_prefixes: Vec::new(),
+            }),
+            "sorted and deduplicated"
+        );
+        let all = with(&[
+            (ECR_PROJECTS, "*"),
+            (ECR_REPOSITORY_PREFIXES, "team-a/, apps/web,team-a/"),
+        ])
+        .unwrap()
+        .ecr
+        .expect("ECR on");
+        assert_eq!(all.projects, EcrProjects::All);
+        assert_eq!(all.repository_prefixes, ["apps/web", "team-a/"]);
+        assert!(all.covers("team-a/api") && all.covers("apps/web-frontend"));
+        assert!(!all.covers("team-b/api") && !all.covers("apps"));
+        let open = with(&[(ECR_PROJECTS, "kargo-demo")]).unwrap().ecr.unwrap();
+        assert!(open.covers("anything"), "no prefixes: every repository");
+    }
+
+    #[test]
+    fn ecr_scope_rejects_bad_projects_bad_prefixes_and_prefixes_alone() {
+        const LONG_LABEL: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+        assert_eq!(LONG_LABEL.len(), 64);
+        let err = |vars: &[(&'static str, &'static str)]| {
+            let mut all = MINIMAL.to_vec();
+            all.extend_from_slice(vars);
+            match parse(&all) {
+                Err(ConfigError::Missing { var, .. } | ConfigError::Invalid { var, .. }) => var,
+                Ok(c) => panic!("accepted {vars:?}: {:?}", c.ecr),
+            }
+        };
+        for bad in [
+            ",",
+            "*,kargo-demo",
+            "Kargo-Demo",
+            "-demo",
+            "demo-",
+            "a_b",
+            "a/b",
+        ] {
+            assert_eq!(err(&[(ECR_PROJECTS, bad)]), ECR_PROJECTS, "{bad}");
+        }
+        assert_eq!(
+            err(&[(ECR_PROJECTS, LONG_LABEL)]),
+            ECR_PROJECTS,
+            "longer than a DNS label"
+        );
+        for bad in [",", "Team/", "team a", "team*"] {
+            assert_eq!(
+                err(&[(ECR_PROJECTS, "*"), (ECR_REPOSITORY_PREFIXES, bad)]),
+                ECR_REPOSITORY_PREFIXES,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            err(&[(ECR_REPOSITORY_PREFIXES, "team-a/")]),
+            ECR_PROJECTS,
+            "prefixes without projects"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::message::Message;
 use crate::metrics::{Delivery, Source};
 use crate::outcome::{Completion, Outcome, ReceiverOut, WarehouseOut, clip};
 use crate::queue::{AnyQueue, Queue, QueueError};
-use crate::refresh::{self, Patched};
+use crate::refresh;
 use crate::retry::Budget;
 use crate::secrets::{SecretSource, SecretsError};
 use crate::state::{State, StateError};
@@ -363,30 +363,7 @@ pub async fn deliver<S: SecretSource, C: Connector>(
     outcome.tags = tags;
     let keys: Vec<WarehouseKey> = plan.refresh.iter().map(|s| s.key.clone()).collect();
     let patched = refresh::patch_all(state, &keys, &cluster_budget).await;
-    let mut retry: Vec<(&Selected, StateError)> = Vec::new();
-    for (selected, result) in plan.refresh.iter().zip(patched) {
-        match result {
-            Patched::Refreshed => outcome.refreshed.push(WarehouseOut::selected(selected)),
-            Patched::Gone => outcome.gone.push(WarehouseOut::selected(selected)),
-            Patched::Failed(e) if e.is_transient() && state.queue().is_some() => {
-                retry.push((selected, e));
-            }
-            Patched::Failed(e) => {
-                let cause = Chain(&e).to_string();
-                outcome.failed.push(WarehouseOut::failed(selected, &cause));
-            }
-        }
-    }
-    for skipped in &plan.skipped {
-        let out = WarehouseOut::skipped(skipped);
-        tracing::debug!(warehouse = %skipped.key, reasons = ?out.reasons, omitted = out.reasons_omitted, "skipped");
-        outcome.skipped.push(out);
-    }
-    for invalid in &plan.invalid {
-        let out = WarehouseOut::invalid(invalid);
-        tracing::warn!(warehouse = %invalid.key, cause = ?out.error, "subscription misconfigured");
-        outcome.invalid.push(out);
-    }
+    let retry = refresh::settle(&plan, patched, state.queue().is_some(), &mut outcome);
     if let Some(queue) = state.queue()
         && !retry.is_empty()
     {

@@ -18,20 +18,29 @@
 //! # Two functions, one binary
 //! The same binary serves the webhook (`_HANDLER=http`) and the durable path's queue worker
 //! (`_HANDLER=worker`, [`crate::worker`]); [`Event::from_value`] tells an SQS event
-//! (`Records[]`, each with `eventSource` `aws:sqs`) from API Gateway's, and [`invoke`] answers
-//! each kind by the function's handler:
+//! (`Records[]`, each with `eventSource` `aws:sqs`) and an EventBridge "ECR Image Action"
+//! event (`source` `aws.ecr`, `detail-type` `ECR Image Action`, [`crate::ecr`]) from API
+//! Gateway's, and [`invoke`] answers each kind by the function's handler:
 //!
 //! | event \ handler | `http` | `worker` |
 //! |---|---|---|
 //! | API Gateway | the delivery's answer | 503 `{"error":"this function is the queue worker, not the webhook"}` |
 //! | SQS | a batch response failing every record | the worker's batch response |
+//! | ECR (EventBridge) | the event's [`crate::ecr::Answer`] | the same (logged as a warning) |
 //!
 //! A mismatch means the function's event sources are miswired; it is logged as an error.
+//! An ECR event is handled by either function: both have what it needs, and with the durable
+//! path on, the template routes the rule to the queue rather than to any function.
 //! An SQS batch reaching the webhook function is failed whole, not handled and not deleted:
 //! its messages go back to the queue and, after `maxReceiveCount`, to the dead-letter queue,
 //! from where they can be redriven once the wiring is fixed. (That takes
 //! `ReportBatchItemFailures` on the mapping, as the worker's needs anyway; without it Lambda
 //! deletes a batch whatever the answer says.)
+//!
+//! # Function errors
+//! [`invoke`] never fails. The one answer meant to fail the invocation is an ECR event's
+//! `retry` (a transient failure with no queue to take it): [`Reply::into_result`] turns it
+//! into a [`FunctionError`], so that Lambda's asynchronous invocation retries the event.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -91,6 +100,8 @@ pub enum Event {
     RestV1(Box<ApiGatewayProxyRequest>),
     /// A batch of SQS messages, for the queue worker.
     Sqs(Box<SqsEvent>),
+    /// An EventBridge "ECR Image Action" event, as sent (read by [`crate::ecr::invoke`]).
+    Ecr(Box<Value>),
 }
 
 /// Why an invocation payload is not a request quayhook can answer; answered 400.
@@ -143,7 +154,7 @@ pub enum ErrorKind {
     /// Occurs when `isBase64Encoded` is true and the body is not standard base64.
     #[error("body is not valid base64")]
     Base64,
-    /// Occurs when an SQS event is read as an HTTP request.
+    /// Occurs when an SQS or EventBridge event is read as an HTTP request.
     #[error("not an HTTP request")]
     NotHttp,
 }
@@ -163,6 +174,8 @@ impl Event {
     /// An SQS event when `Records` is a non-empty array whose every element has
     /// `eventSource` `aws:sqs`; a record that does not read as an SQS message keeps only its
     /// `messageId` and `receiptHandle` (the worker then fails it, and that record only).
+    /// An ECR event when [`crate::ecr::is_image_action`] (its fields are read later, so a
+    /// malformed one is answered in the ECR shape).
     /// Otherwise HTTP API payload 2.0 when `version` is `"2.0"` (then it must have a `rawPath` and a
     /// `requestContext.http.method`); otherwise REST payload 1.0, which must have `httpMethod`,
     /// `path` and `requestContext.stage`. The method must parse with [`Method::from_bytes`].
@@ -173,6 +186,9 @@ impl Event {
     pub fn from_value(mut payload: Value) -> Result<Event, EventError> {
         if let Some(records) = sqs_records(&mut payload) {
             return Ok(Event::Sqs(Box::new(sqs_event(records))));
+        }
+        if crate::ecr::is_image_action(&payload) {
+            return Ok(Event::Ecr(Box::new(payload)));
         }
         let shape = Shape::claimed_by(&payload);
         let text = |pointer: &str| payload.pointer(pointer).and_then(Value::as_str);
@@ -193,12 +209,12 @@ impl Event {
     }
 
     /// The HTTP response shape this event expects; `None` for an SQS event, which is
-    /// answered with a batch response.
+    /// answered with a batch response, and for an ECR event, answered with its JSON result.
     pub fn shape(&self) -> Option<Shape> {
         match self {
             Event::HttpV2(_) => Some(Shape::HttpV2),
             Event::RestV1(_) => Some(Shape::RestV1),
-            Event::Sqs(_) => None,
+            Event::Sqs(_) | Event::Ecr(_) => None,
         }
     }
 
@@ -211,12 +227,12 @@ impl Event {
     ///
     /// # Errors
     /// [`ErrorKind::Host`] for an invalid `Host`, [`ErrorKind::Base64`] for a body marked
-    /// base64 that is not, [`ErrorKind::NotHttp`] for an SQS event.
+    /// base64 that is not, [`ErrorKind::NotHttp`] for an SQS or ECR event.
     pub fn into_delivery(self, remaining: Option<Duration>) -> Result<Delivery, EventError> {
         let shape = self.shape().unwrap_or(Shape::RestV1);
         let error = |kind| EventError::new(shape, kind);
         let (head, body, encoded) = match self {
-            Event::Sqs(_) => return Err(error(ErrorKind::NotHttp)),
+            Event::Sqs(_) | Event::Ecr(_) => return Err(error(ErrorKind::NotHttp)),
             Event::HttpV2(event) => {
                 let event = *event;
                 host::check(&event.headers).map_err(error)?;
@@ -337,8 +353,8 @@ pub fn remaining(deadline_ms: u64, now: SystemTime) -> Option<Duration> {
 }
 
 /// The answer to an invocation, in the shape its event expects; serializes as the bare
-/// API Gateway response (`statusCode`, `headers`, `body`, `isBase64Encoded`, …) or the bare
-/// SQS batch response (`batchItemFailures`).
+/// API Gateway response (`statusCode`, `headers`, `body`, `isBase64Encoded`, …), the bare
+/// SQS batch response (`batchItemFailures`) or an ECR event's answer (`result`, …).
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Reply {
@@ -348,6 +364,8 @@ pub enum Reply {
     RestV1(ApiGatewayProxyResponse),
     /// For an SQS event: the records that failed.
     Batch(SqsBatchResponse),
+    /// For an ECR event from EventBridge.
+    Ecr(crate::ecr::Answer),
 }
 
 impl Reply {
@@ -385,21 +403,21 @@ impl Reply {
         }
     }
 
-    /// The HTTP status; `None` for a batch response.
+    /// The HTTP status; `None` for a batch response or an ECR answer.
     pub fn status(&self) -> Option<i64> {
         match self {
             Reply::HttpV2(r) => Some(r.status_code),
             Reply::RestV1(r) => Some(r.status_code),
-            Reply::Batch(_) => None,
+            Reply::Batch(_) | Reply::Ecr(_) => None,
         }
     }
 
-    /// The body text (every handler answer has one; a batch response has none).
+    /// The body text (every handler answer has one; a batch response or ECR answer has none).
     pub fn body(&self) -> Option<&str> {
         let body = match self {
             Reply::HttpV2(r) => r.body.as_ref(),
             Reply::RestV1(r) => r.body.as_ref(),
-            Reply::Batch(_) => None,
+            Reply::Batch(_) | Reply::Ecr(_) => None,
         };
         match body {
             Some(Body::Text(text)) => Some(text),
@@ -414,12 +432,55 @@ impl Reply {
             _ => None,
         }
     }
+
+    /// The answer, for an ECR event.
+    pub fn ecr(&self) -> Option<&crate::ecr::Answer> {
+        match self {
+            Reply::Ecr(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// What the Lambda runtime sends back: the reply, or a [`FunctionError`] for an ECR
+    /// answer `retry` (a transient failure nothing queued), so that Lambda's asynchronous
+    /// invocation retries the event and finally hands it to the function's on-failure
+    /// destination. Every other reply is a success, whatever its status.
+    ///
+    /// # Errors
+    /// [`FunctionError`] with the answer's reason, as above.
+    pub fn into_result(self) -> Result<Reply, FunctionError> {
+        match self {
+            Reply::Ecr(answer) if answer.is_retry() => Err(FunctionError {
+                cause: answer.reason.unwrap_or_default(),
+            }),
+            reply => Ok(reply),
+        }
+    }
+}
+
+/// A failed invocation, reported to Lambda as a function error so that the event is tried
+/// again: an ECR event that failed for a reason that may pass (see [`Reply::into_result`]).
+/// The message is one line naming the cause, never event content or a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("ECR event not handled, retry later: {cause}")]
+pub struct FunctionError {
+    cause: String,
+}
+
+impl From<FunctionError> for lambda_http::lambda_runtime::Diagnostic {
+    fn from(error: FunctionError) -> Self {
+        lambda_http::lambda_runtime::Diagnostic {
+            error_type: "Quayhook.RetryLater".into(),
+            error_message: error.to_string(),
+        }
+    }
 }
 
 /// Answers one Lambda invocation: reads the event and answers it by the function's handler
 /// (`config.lambda_handler`; see "Two functions, one binary" above). An API Gateway event
 /// goes through [`handler::answer`], its response written in the event's shape; an SQS event
-/// through [`crate::worker::run`].
+/// through [`crate::worker::run`]; an ECR event through [`crate::ecr::invoke`]. The runtime
+/// sends back [`Reply::into_result`] of the reply.
 ///
 /// Never fails and never panics on input: a payload that is not a readable event is answered
 /// 400 through [`handler::respond`] ([`Rejection::InvalidRequest`]) and logged as a warning
@@ -435,6 +496,14 @@ pub async fn invoke<S: SecretSource, C: Connector>(
         Err(error) => return reject(error),
     };
     match (event, state.config.lambda_handler) {
+        (Event::Ecr(payload), handler) => {
+            if handler == LambdaHandler::Worker {
+                tracing::warn!(
+                    "an ECR event reached the queue worker (_HANDLER=worker) directly; handled, but the rule should target the queue or the webhook function"
+                );
+            }
+            Reply::Ecr(crate::ecr::invoke(state, *payload, remaining).await)
+        }
         (Event::Sqs(batch), LambdaHandler::Worker) => {
             Reply::Batch(crate::worker::run(state, *batch, remaining).await)
         }

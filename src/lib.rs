@@ -34,8 +34,12 @@
 //! - [`queue`]: the queue trait and its Amazon SQS implementation.
 //! - [`worker`]: an SQS batch in, its partial batch response out.
 //!
-//! - [`lambda`]: the Lambda edge: API Gateway or SQS event in, its response out; 400, never a
-//!   panic.
+//! ECR pushes, from EventBridge rather than a webhook, through the same index and refresh:
+//! - [`ecr`]: an "ECR Image Action" event read and scoped (pure), then refreshed, queued or
+//!   retried.
+//!
+//! - [`lambda`]: the Lambda edge: API Gateway, SQS or EventBridge event in, its response out;
+//!   400, never a panic.
 //! - [`serve`]: the same handler as a plain HTTP server.
 //! - [`telemetry`]: logging setup.
 //! - [`metrics`]: one CloudWatch embedded-metric-format record per delivery (the record is
@@ -50,6 +54,7 @@ pub mod config;
 pub mod check;
 pub mod cli;
 pub mod cluster;
+pub mod ecr;
 pub mod eks;
 pub mod handler;
 pub mod lambda;

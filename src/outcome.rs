@@ -75,6 +75,10 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+fn no_receiver(receiver: &&ReceiverOut) -> bool {
+    receiver.name.is_empty()
+}
+
 impl WarehouseOut {
     fn new(key: &WarehouseKey) -> Self {
         Self {
@@ -178,7 +182,9 @@ pub struct Echo<'a> {
     /// Quay's "Test Notification".
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub test_notification: bool,
-    /// The receiver that accepted the token.
+    /// The receiver that accepted the token; absent for an ECR event ([`crate::ecr`]), which
+    /// has none (a Quay receiver always has a name).
+    #[serde(skip_serializing_if = "no_receiver")]
     pub receiver: &'a ReceiverOut,
     /// Repository URLs looked up (clipped).
     pub repositories: Vec<Cow<'a, str>>,

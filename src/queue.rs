@@ -1,6 +1,6 @@
-//! The durable path's queue: the [`Queue`] trait (send a [`Message`], change a received
-//! message's visibility), its Amazon SQS implementation, and [`AnyQueue`], which lets
-//! [`crate::state::State`] hold any of them.
+//! The durable path's queue: the [`Queue`] trait (send a [`Message`] or an ECR event's body,
+//! change a received message's visibility), its Amazon SQS implementation, and [`AnyQueue`],
+//! which lets [`crate::state::State`] hold any of them.
 //!
 //! I/O. The HTTP function sends what a delivery could not finish ([`crate::handler`]); the
 //! worker ([`crate::worker`]) receives it through Lambda's SQS event source and backs off a
@@ -41,6 +41,14 @@ pub trait Queue: Send + Sync + 'static {
     /// # Errors
     /// [`QueueError`]; the caller then answers as if there were no queue.
     fn send(&self, message: &Message) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Sends one body the worker reads that is not a [`Message`]: an ECR push event, as the
+    /// EventBridge rule itself would put it on the queue ([`crate::ecr`]).
+    ///
+    /// # Errors
+    /// [`QueueError`] ([`QueueError::Message`] for a body over [`crate::message::MAX_BYTES`]);
+    /// the caller then answers as if there were no queue.
+    fn send_body(&self, body: &str) -> impl Future<Output = Result<(), QueueError>> + Send;
 
     /// Makes a received message visible again after `timeout` (zero: at once), so a failed
     /// message is retried later (`ChangeMessageVisibility`). Longer than [`MAX_VISIBILITY`]
@@ -93,6 +101,19 @@ impl SqsQueue {
     }
 }
 
+/// A body within [`crate::message::MAX_BYTES`], which every queue accepts.
+///
+/// # Errors
+/// [`QueueError::Message`] with [`MessageError::TooLarge`] beyond it.
+pub fn check_size(body: &str) -> Result<(), QueueError> {
+    if body.len() > crate::message::MAX_BYTES {
+        return Err(QueueError::Message(MessageError::TooLarge {
+            bytes: body.len(),
+        }));
+    }
+    Ok(())
+}
+
 fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> QueueError {
     QueueError::Unavailable(Cause::new(e))
 }
@@ -100,6 +121,11 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> QueueError
 impl Queue for SqsQueue {
     async fn send(&self, message: &Message) -> Result<(), QueueError> {
         let body = message.encode().map_err(QueueError::Message)?;
+        Queue::send_body(self, &body).await
+    }
+
+    async fn send_body(&self, body: &str) -> Result<(), QueueError> {
+        check_size(body)?;
         self.client
             .send_message()
             .queue_url(&self.url)
@@ -151,6 +177,10 @@ impl Queue for AnyQueue {
         self.0.send(message).await
     }
 
+    async fn send_body(&self, body: &str) -> Result<(), QueueError> {
+        self.0.send_body(body).await
+    }
+
     async fn change_visibility(
         &self,
         receipt_handle: &str,
@@ -163,6 +193,7 @@ impl Queue for AnyQueue {
 /// The object-safe twin of [`Queue`] (`impl Future` returns cannot be called through `dyn`).
 trait Erased: Send + Sync {
     fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, Result<(), QueueError>>;
+    fn send_body<'a>(&'a self, body: &'a str) -> BoxFuture<'a, Result<(), QueueError>>;
     fn change_visibility<'a>(
         &'a self,
         receipt_handle: &'a str,
@@ -173,6 +204,10 @@ trait Erased: Send + Sync {
 impl<Q: Queue> Erased for Q {
     fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, Result<(), QueueError>> {
         Box::pin(Queue::send(self, message))
+    }
+
+    fn send_body<'a>(&'a self, body: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(Queue::send_body(self, body))
     }
 
     fn change_visibility<'a>(

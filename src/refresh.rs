@@ -1,5 +1,6 @@
-//! The refresh step, shared by a delivery ([`crate::handler`]) and the queue worker
-//! ([`crate::worker`]): the plan for a push, and one merge patch per selected Warehouse.
+//! The refresh step, shared by a Quay delivery ([`crate::handler`]), an ECR push event
+//! ([`crate::ecr`]) and the queue worker ([`crate::worker`]): the plan for a push, one merge
+//! patch per selected Warehouse, and what became of each in the answer ([`settle`]).
 //!
 //! I/O through [`State`]. [`plan`] runs [`Index::plan`] (on the blocking pool when a push
 //! would cost many selector evaluations); [`patch_all`] patches concurrently, bounded by
@@ -13,13 +14,13 @@ use std::time::SystemTime;
 
 use futures::StreamExt;
 
-use kargo_match::index::{Index, Plan};
+use kargo_match::index::{Index, Plan, Selected};
 use kargo_match::urls::RepoUrl;
 use kargo_match::warehouse::{WarehouseKey, refresh_patch};
 
 use crate::cause::Chain;
 use crate::cluster::{ClusterError, Connector, WarehouseStore};
-use crate::outcome::clip;
+use crate::outcome::{Outcome, WarehouseOut, clip};
 use crate::retry::Budget;
 use crate::secrets::SecretSource;
 use crate::state::{State, StateError};
@@ -118,4 +119,44 @@ pub async fn patch_all<S: SecretSource, C: Connector>(
             }
         })
         .collect()
+}
+
+/// Sorts what became of `plan` into `outcome`: each selected Warehouse, with its result in
+/// `patched` (one per `plan.refresh` entry, as [`patch_all`] returns them), under
+/// `refreshed`, `gone` or `failed`; then the skipped Warehouses (logged at debug, with their
+/// reasons) and the invalid ones (logged at warn).
+///
+/// # Returns
+/// With `queueing` (a queue is configured), the Warehouses whose refresh failed for a
+/// transient reason, with the error, for the caller to queue instead of listing them as
+/// `failed`; without it, nothing.
+pub fn settle<'p>(
+    plan: &'p Plan,
+    patched: Vec<Patched>,
+    queueing: bool,
+    outcome: &mut Outcome,
+) -> Vec<(&'p Selected, StateError)> {
+    let mut retry = Vec::new();
+    for (selected, result) in plan.refresh.iter().zip(patched) {
+        match result {
+            Patched::Refreshed => outcome.refreshed.push(WarehouseOut::selected(selected)),
+            Patched::Gone => outcome.gone.push(WarehouseOut::selected(selected)),
+            Patched::Failed(e) if e.is_transient() && queueing => retry.push((selected, e)),
+            Patched::Failed(e) => {
+                let cause = Chain(&e).to_string();
+                outcome.failed.push(WarehouseOut::failed(selected, &cause));
+            }
+        }
+    }
+    for skipped in &plan.skipped {
+        let out = WarehouseOut::skipped(skipped);
+        tracing::debug!(warehouse = %skipped.key, reasons = ?out.reasons, omitted = out.reasons_omitted, "skipped");
+        outcome.skipped.push(out);
+    }
+    for invalid in &plan.invalid {
+        let out = WarehouseOut::invalid(invalid);
+        tracing::warn!(warehouse = %invalid.key, cause = ?out.error, "subscription misconfigured");
+        outcome.invalid.push(out);
+    }
+    retry
 }

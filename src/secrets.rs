@@ -181,12 +181,33 @@ pub trait SecretSource: Send + Sync + 'static {
 
 /// AWS Secrets Manager: receivers by id list and/or name prefix through
 /// `BatchGetSecretValue`, the kubeconfig through `GetSecretValue`.
+///
+/// The receiver secrets and the kubeconfig do not depend on each other, so the first
+/// receivers read (the init prefetch, or a cold request) asks for the kubeconfig in the same
+/// `BatchGetSecretValue` (its id added to the id list, or its name to the name filter, whose
+/// values AWS ORs) and keeps it for the first [`SecretSource::kubeconfig`] call: a cold
+/// request is then secrets, list, patch. Every later kubeconfig read (the 401 re-read, a
+/// renewal) is a single `GetSecretValue`.
 #[derive(Clone, Debug)]
 pub struct SecretsManager {
     client: Client,
     receiver_ids: Vec<String>,
     receiver_prefix: Option<String>,
     kubeconfig_id: String,
+    /// The kubeconfig read with the first receivers, until the first kubeconfig read takes it.
+    prefetched: std::sync::Arc<std::sync::Mutex<Prefetch>>,
+}
+
+/// Where the one-call prefetch of the kubeconfig stands.
+#[derive(Debug, Default)]
+enum Prefetch {
+    /// Not tried yet: the next receivers read asks for the kubeconfig too.
+    #[default]
+    Pending,
+    /// Read with the receivers, waiting for the first kubeconfig read.
+    Ready(SecretString),
+    /// Taken, or not possible: kubeconfig reads go to `GetSecretValue`.
+    Done,
 }
 
 /// `BatchGetSecretValue` takes at most 20 ids per call.
@@ -205,7 +226,21 @@ impl SecretsManager {
             receiver_ids,
             receiver_prefix,
             kubeconfig_id,
+            prefetched: std::sync::Arc::default(),
         }
+    }
+
+    fn prefetch_state(&self) -> std::sync::MutexGuard<'_, Prefetch> {
+        self.prefetched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the kubeconfig is this entry of a batch answer.
+    fn is_kubeconfig(&self, name: Option<&str>, arn: Option<&str>) -> bool {
+        !self.kubeconfig_id.is_empty()
+            && (name == Some(self.kubeconfig_id.as_str())
+                || arn == Some(self.kubeconfig_id.as_str()))
     }
 
     /// The underlying client (for `quayhook secret` commands that write).
@@ -213,7 +248,15 @@ impl SecretsManager {
         &self.client
     }
 
-    async fn batch(&self, ids: Option<&[String]>, out: &mut Receivers) -> Result<(), SecretsError> {
+    /// One `BatchGetSecretValue` series: by `ids`, or by the receiver prefix (plus the exact
+    /// name `also_named`, ORed). The kubeconfig found among the answers lands in `kubeconfig`.
+    async fn batch(
+        &self,
+        ids: Option<&[String]>,
+        also_named: Option<&str>,
+        out: &mut Receivers,
+        kubeconfig: &mut Option<SecretString>,
+    ) -> Result<(), SecretsError> {
         let mut next: Option<String> = None;
         loop {
             let mut call = self
@@ -225,7 +268,11 @@ impl SecretsManager {
                 (None, Some(prefix)) => call.filters(
                     Filter::builder()
                         .key(FilterNameStringType::Name)
-                        .values(prefix.clone())
+                        .set_values(Some(
+                            std::iter::once(prefix.clone())
+                                .chain(also_named.map(str::to_owned))
+                                .collect(),
+                        ))
                         .build(),
                 ),
                 (None, None) => return Ok(()),
@@ -237,6 +284,12 @@ impl SecretsManager {
                     .or(entry.arn())
                     .unwrap_or("(unnamed)")
                     .to_owned();
+                if self.is_kubeconfig(entry.name(), entry.arn()) {
+                    if let Some(text) = entry.secret_string() {
+                        *kubeconfig = Some(SecretString::new(text));
+                    }
+                    continue;
+                }
                 if ids.is_none()
                     && !self
                         .receiver_prefix
@@ -244,9 +297,6 @@ impl SecretsManager {
                         .is_some_and(|p| id.starts_with(p))
                 {
                     // The name filter is a prefix match in AWS; keep that promise locally too.
-                    continue;
-                }
-                if id == self.kubeconfig_id || entry.arn() == Some(self.kubeconfig_id.as_str()) {
                     continue;
                 }
                 match entry.secret_string() {
@@ -259,6 +309,10 @@ impl SecretsManager {
             }
             for err in page.errors() {
                 let id = err.secret_id().unwrap_or("(unknown)").to_owned();
+                if id == self.kubeconfig_id {
+                    // Left to `GetSecretValue`, which reports it as it always has.
+                    continue;
+                }
                 out.problems.push(match err.error_code() {
                     Some("ResourceNotFoundException") => SecretsError::NotFound(id),
                     code => SecretsError::AccessDenied {
@@ -282,11 +336,41 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> SecretsErr
 impl SecretSource for SecretsManager {
     async fn receivers(&self) -> Result<Receivers, SecretsError> {
         let mut out = Receivers::default();
-        for chunk in self.receiver_ids.chunks(BATCH_IDS) {
-            self.batch(Some(chunk), &mut out).await?;
+        let want_kubeconfig =
+            !self.kubeconfig_id.is_empty() && matches!(*self.prefetch_state(), Prefetch::Pending);
+        let mut kubeconfig = None;
+        let mut chunks: Vec<Vec<String>> = self
+            .receiver_ids
+            .chunks(BATCH_IDS)
+            .map(<[String]>::to_vec)
+            .collect();
+        let mut also_named = None;
+        if want_kubeconfig {
+            // The kubeconfig rides along: in an id chunk with room, else in the name filter
+            // (a name, not an ARN: the filter matches names).
+            match chunks.iter_mut().find(|c| c.len() < BATCH_IDS) {
+                Some(chunk) => chunk.push(self.kubeconfig_id.clone()),
+                None if self.receiver_prefix.is_some()
+                    && !self.kubeconfig_id.starts_with("arn:") =>
+                {
+                    also_named = Some(self.kubeconfig_id.as_str());
+                }
+                None => {}
+            }
+        }
+        for chunk in &chunks {
+            self.batch(Some(chunk), None, &mut out, &mut kubeconfig)
+                .await?;
         }
         if self.receiver_prefix.is_some() {
-            self.batch(None, &mut out).await?;
+            self.batch(None, also_named, &mut out, &mut kubeconfig)
+                .await?;
+        }
+        if want_kubeconfig {
+            let mut state = self.prefetch_state();
+            if matches!(*state, Prefetch::Pending) {
+                *state = kubeconfig.map_or(Prefetch::Done, Prefetch::Ready);
+            }
         }
         // A secret named both by id and by prefix counts once.
         out.receivers.sort_by(|a, b| a.source.cmp(&b.source));
@@ -295,6 +379,13 @@ impl SecretSource for SecretsManager {
     }
 
     async fn kubeconfig(&self) -> Result<SecretString, SecretsError> {
+        // The copy read with the first receivers serves the first read only; from then on
+        // (a 401's re-read) the secret is read again.
+        if let Prefetch::Ready(text) =
+            std::mem::replace(&mut *self.prefetch_state(), Prefetch::Done)
+        {
+            return Ok(text);
+        }
         let id = &self.kubeconfig_id;
         let out = self
             .client

@@ -4,12 +4,20 @@
 //! I/O through [`State`] and its [`Queue`]. [`run`] takes Lambda's SQS event and answers its
 //! partial batch response (the event source mapping needs `ReportBatchItemFailures`):
 //!
-//! 1. **Decode** each record's body. An undecodable one (not JSON, another format version, a
-//!    `pending` Warehouse outside the receiver's project) is *dead*: it cannot succeed.
-//! 2. **Check the receiver** still exists ([`State::receiver_presence`]). One that is gone
-//!    makes its messages dead; one that cannot be confirmed now makes them *retry*.
+//! 1. **Decode** each record's body: a [`Message`], or an EventBridge "ECR Image Action"
+//!    event (told apart by its `source` and `detail-type`), which the durable path's rule
+//!    sends to the queue as is and the webhook function queues on a transient failure
+//!    ([`crate::ecr`]). An undecodable one (not JSON, another format version, a `pending`
+//!    Warehouse outside the receiver's project, a malformed ECR event) is *dead*: it cannot
+//!    succeed. An ECR event that is not a successful push in scope ([`ecr::triage`]: a delete,
+//!    a failed push, a repository outside `QUAYHOOK_ECR_REPOSITORY_PREFIXES`, or
+//!    `QUAYHOOK_ECR_PROJECTS` unset) is *done* at once: logged, never retried.
+//! 2. **Check the receiver** of each message still exists ([`State::receiver_presence`]). One
+//!    that is gone makes its messages dead; one that cannot be confirmed now makes them
+//!    *retry*. ECR events have no receiver: their scope is configuration.
 //! 3. **Collect the Warehouses**: a message's `pending` list as is; a message without one is
-//!    planned again with the delivery's own code ([`State::index`], [`refresh::plan`]).
+//!    planned again with the delivery's own code ([`State::index`], [`refresh::plan`]); an ECR
+//!    event is planned over its scope's projects ([`ecr::plan`]), as the webhook function does.
 //! 4. **Patch once per Warehouse** ([`refresh::patch_all`], shared with the webhook path),
 //!    however many messages name it: the merge patch is idempotent and every refresh writes a
 //!    new value, so a duplicate delivery of a message costs one more patch and nothing else.
@@ -25,7 +33,9 @@
 //!
 //! A record without a `messageId` (never sent by SQS) is reported with an empty identifier,
 //! which makes Lambda retry the whole batch. Nothing here logs a body: records are named by
-//! their `messageId`, receivers by project and name.
+//! their `messageId`, receivers by project and name, ECR events by id and repository. Each ECR
+//! event writes one metric record (source `ECR`, status 200 done, 503 retried, 500 dead,
+//! 403 refused, 400 malformed).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -38,7 +48,10 @@ use kargo_match::warehouse::WarehouseKey;
 
 use crate::cause::Chain;
 use crate::cluster::Connector;
+use crate::config::Config;
+use crate::ecr::{self, ImageAction};
 use crate::message::{Message, MessageError};
+use crate::metrics::Counts;
 use crate::outcome::clip;
 use crate::queue::Queue;
 use crate::receivers::Presence;
@@ -76,12 +89,37 @@ struct Record {
     id: String,
     receipt: Option<String>,
     receives: u32,
-    message: Option<Message>,
+    /// What the record asks for; `None` once it is decided (dead, or nothing to do).
+    work: Option<Work>,
+    /// For an ECR event: what its plan found, for its metric record.
+    ecr: Option<EcrTally>,
     verdict: Verdict,
 }
 
+/// What a record asks the worker to do.
+enum Work {
+    /// A delivery the webhook function queued.
+    Quay(Message),
+    /// An ECR push in scope.
+    Ecr(Box<EcrWork>),
+}
+
+/// An ECR push to plan.
+struct EcrWork {
+    event: ImageAction,
+    push: ecr::Push,
+}
+
+/// What an ECR record's plan selected and left alone.
+#[derive(Default)]
+struct EcrTally {
+    keys: Vec<WarehouseKey>,
+    skipped: usize,
+    invalid: usize,
+}
+
 impl Record {
-    fn read(raw: SqsMessage, max_tags: usize) -> Record {
+    fn read(raw: SqsMessage, config: &Config) -> Record {
         let receives = raw
             .attributes
             .get(RECEIVE_COUNT)
@@ -91,26 +129,67 @@ impl Record {
             id: raw.message_id.unwrap_or_default(),
             receipt: raw.receipt_handle,
             receives,
-            message: None,
+            work: None,
+            ecr: None,
             verdict: Verdict::Done,
         };
-        let decoded = match raw.body.as_deref().map(Message::decode) {
+        let body = raw.body.as_deref();
+        if let Some(read) = body.and_then(ImageAction::from_body) {
+            record.read_ecr(read, config);
+            return record;
+        }
+        let decoded = match body.map(Message::decode) {
             None => Err(Undecodable::NoBody),
             Some(Err(e)) => Err(Undecodable::Message(e)),
             Some(Ok(m)) if outside_project(&m) => Err(Undecodable::OutsideProject),
             Some(Ok(mut m)) => {
-                m.tags.truncate(max_tags);
+                m.tags.truncate(config.max_tags);
                 Ok(m)
             }
         };
         match decoded {
-            Ok(message) => record.message = Some(message),
+            Ok(message) => record.work = Some(Work::Quay(message)),
             Err(e) => {
                 tracing::warn!(message_id = %record.id, receives, cause = %e, "message undecodable; it goes to the dead-letter queue");
                 record.verdict = Verdict::Dead;
             }
         }
         record
+    }
+
+    /// An ECR event's body: a push in scope is work; anything else is settled here, with its
+    /// metric record (a malformed event is dead, one [`ecr::triage`] skips is done).
+    fn read_ecr(&mut self, read: Result<ImageAction, ecr::ReadError>, config: &Config) {
+        let started = std::time::Instant::now();
+        let event = match read {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(message_id = %self.id, receives = self.receives, cause = %e, "ECR event undecodable; it goes to the dead-letter queue");
+                self.verdict = Verdict::Dead;
+                let status = ecr::Disposition::Invalid.status();
+                ecr::record_metric(config, status, Counts::default(), started.elapsed());
+                return;
+            }
+        };
+        match ecr::triage(&event, config.ecr.as_ref()) {
+            Ok(push) => {
+                self.work = Some(Work::Ecr(Box::new(EcrWork { event, push })));
+                self.ecr = Some(EcrTally::default());
+            }
+            Err(skip) => {
+                let answer = ecr::Answer::skipped(&event, &skip);
+                match answer.result {
+                    ecr::Disposition::Refused => {
+                        tracing::warn!(message_id = %self.id, event = %event.id, reason = %skip, "ECR event refused; deleted")
+                    }
+                    _ => {
+                        tracing::info!(message_id = %self.id, event = %event.id, reason = %skip, "ECR event ignored")
+                    }
+                }
+                let status = answer.result.status();
+                ecr::record_metric(config, status, Counts::default(), started.elapsed());
+            }
+        }
     }
 
     /// Raises the verdict (done < retry < dead).
@@ -157,7 +236,7 @@ pub async fn run<S: SecretSource, C: Connector>(
     let mut records: Vec<Record> = event
         .records
         .into_iter()
-        .map(|raw| Record::read(raw, state.config.max_tags))
+        .map(|raw| Record::read(raw, &state.config))
         .collect();
 
     check_receivers(state, &mut records).await;
@@ -183,6 +262,8 @@ pub async fn run<S: SecretSource, C: Connector>(
             records[i].fail(verdict);
         }
     }
+
+    record_ecr_metrics(state, &records, &keys, &patched, started.elapsed());
 
     let mut response = SqsBatchResponse::default();
     let mut retried = 0;
@@ -228,7 +309,7 @@ async fn check_receivers<S: SecretSource, C: Connector>(
 ) {
     let mut presence: HashMap<ReceiverId, Presence> = HashMap::new();
     for record in records.iter_mut() {
-        let Some(message) = &record.message else {
+        let Some(Work::Quay(message)) = &record.work else {
             continue;
         };
         let id = message.receiver_id();
@@ -244,12 +325,12 @@ async fn check_receivers<S: SecretSource, C: Connector>(
             Presence::Present => {}
             Presence::Gone => {
                 tracing::error!(message_id = %record.id, project = %id.project, receiver = %id.receiver, "receiver gone; the message goes to the dead-letter queue");
-                record.message = None;
+                record.work = None;
                 record.fail(Verdict::Dead);
             }
             Presence::Unconfirmed => {
                 tracing::warn!(message_id = %record.id, project = %id.project, receiver = %id.receiver, "cannot confirm the receiver now; retrying later");
-                record.message = None;
+                record.work = None;
                 record.fail(Verdict::Retry);
             }
         }
@@ -264,8 +345,21 @@ async fn collect<S: SecretSource, C: Connector>(
 ) -> BTreeMap<WarehouseKey, Vec<usize>> {
     let mut wanted: BTreeMap<WarehouseKey, Vec<usize>> = BTreeMap::new();
     for (i, record) in records.iter_mut().enumerate() {
-        let Some(message) = &record.message else {
-            continue;
+        let message = match &record.work {
+            None => continue,
+            Some(Work::Ecr(work)) => {
+                let (keys, tally, verdict) = collect_ecr(state, &record.id, work, budget).await;
+                record.fail(verdict);
+                record.ecr = Some(tally);
+                for key in keys {
+                    let users = wanted.entry(key).or_default();
+                    if users.last() != Some(&i) {
+                        users.push(i);
+                    }
+                }
+                continue;
+            }
+            Some(Work::Quay(message)) => message,
         };
         let keys = match message.pending_keys() {
             Some(keys) => keys,
@@ -299,6 +393,90 @@ async fn collect<S: SecretSource, C: Connector>(
         }
     }
     wanted
+}
+
+/// Step 3 for an ECR event: the Warehouses its scope selects, what the plan found, and the
+/// verdict of any project that could not be listed (retry when transient, dead otherwise;
+/// the listed projects' Warehouses are refreshed either way).
+async fn collect_ecr<S: SecretSource, C: Connector>(
+    state: &State<S, C>,
+    message_id: &str,
+    work: &EcrWork,
+    budget: &Budget,
+) -> (Vec<WarehouseKey>, EcrTally, Verdict) {
+    let Some(scope) = &state.config.ecr else {
+        // `Record::read` made work of it only within a scope.
+        return (Vec::new(), EcrTally::default(), Verdict::Done);
+    };
+    let urls = candidate_urls(&work.push.repository);
+    let planned = ecr::plan(state, &scope.projects, &urls, &work.push.tags, budget).await;
+    let keys: Vec<WarehouseKey> = planned.plan.refresh.iter().map(|s| s.key.clone()).collect();
+    let verdict = planned
+        .unlisted
+        .iter()
+        .map(|(_, e)| {
+            if e.is_transient() {
+                Verdict::Retry
+            } else {
+                Verdict::Dead
+            }
+        })
+        .max()
+        .unwrap_or(Verdict::Done);
+    tracing::info!(
+        message_id,
+        event = %work.event.id,
+        repository = %work.push.repository,
+        tag = work.event.tag(),
+        selected = keys.len(),
+        skipped = planned.plan.skipped.len(),
+        invalid = planned.plan.invalid.len(),
+        unlisted = planned.unlisted.len(),
+        "ECR push planned"
+    );
+    let tally = EcrTally {
+        keys: keys.clone(),
+        skipped: planned.plan.skipped.len(),
+        invalid: planned.plan.invalid.len(),
+    };
+    (keys, tally, verdict)
+}
+
+/// One metric record per ECR event the batch planned, with what became of its Warehouses
+/// (those it shares with other records counted for each) and the status its verdict stands
+/// for.
+fn record_ecr_metrics<S: SecretSource, C: Connector>(
+    state: &State<S, C>,
+    records: &[Record],
+    keys: &[WarehouseKey],
+    patched: &[Patched],
+    duration: Duration,
+) {
+    let results: HashMap<&WarehouseKey, &Patched> = keys.iter().zip(patched).collect();
+    for (record, tally) in records
+        .iter()
+        .filter_map(|r| r.ecr.as_ref().map(|t| (r, t)))
+    {
+        let mut counts = Counts {
+            skipped: tally.skipped,
+            invalid: tally.invalid,
+            ..Counts::default()
+        };
+        for key in &tally.keys {
+            match results.get(key) {
+                Some(Patched::Refreshed) => counts.refreshed += 1,
+                Some(Patched::Gone) => counts.gone += 1,
+                Some(Patched::Failed(_)) | None => counts.failed += 1,
+            }
+        }
+        let status = match record.verdict {
+            Verdict::Done => ecr::Disposition::Done,
+            Verdict::Retry => ecr::Disposition::Retry,
+            Verdict::Dead => ecr::Disposition::Failed,
+        }
+        .status();
+        ecr::record_metric(&state.config, status, counts, duration);
+    }
 }
 
 /// Step 6: failed records become visible again after their backoff (dead ones at once).
@@ -343,20 +521,84 @@ mod tests {
     }
 
     #[test]
+    fn ecr_event_bodies_are_work_in_scope_done_outside_it_and_dead_when_malformed() {
+        let config = |projects: Option<&str>| {
+            Config::from_lookup(|var| match var {
+                "QUAYHOOK_RECEIVER_SECRET_IDS" => Some("r".into()),
+                "QUAYHOOK_KUBECONFIG_SECRET_ID" => Some("k".into()),
+                "QUAYHOOK_ECR_PROJECTS" => projects.map(str::to_owned),
+                "QUAYHOOK_ECR_REPOSITORY_PREFIXES" => {
+                    Some("team-a/".into()).filter(|_| projects.is_some())
+                }
+                _ => None,
+            })
+            .unwrap()
+        };
+        let event = |name: &str, action: &str| {
+            serde_json::json!({
+                "version": "0", "id": "e-1", "detail-type": "ECR Image Action", "source": "aws.ecr",
+                "account": "123456789012", "time": "2026-11-27T14:05:36Z", "region": "eu-west-1",
+                "resources": [],
+                "detail": {"result": "SUCCESS", "repository-name": name, "action-type": action, "image-tag": "v1"}
+            })
+            .to_string()
+        };
+        let record = |body: &str, config: &Config| {
+            let mut raw = SqsMessage::default();
+            raw.message_id = Some("m-1".into());
+            raw.body = Some(body.to_owned());
+            Record::read(raw, config)
+        };
+        let scoped = config(Some("kargo-demo"));
+        let push = record(&event("team-a/api", "PUSH"), &scoped);
+        assert_eq!(push.verdict, Verdict::Done);
+        let Some(Work::Ecr(work)) = push.work else {
+            panic!("ECR work")
+        };
+        assert_eq!(work.push.tags, ["v1"]);
+        assert!(push.ecr.is_some());
+        for (body, config) in [
+            (event("team-b/api", "PUSH"), &scoped),
+            (event("team-a/api", "DELETE"), &scoped),
+            (event("team-a/api", "PUSH"), &config(None)),
+        ] {
+            let done = record(&body, config);
+            assert_eq!(done.verdict, Verdict::Done, "{body}");
+            assert!(done.work.is_none() && done.ecr.is_none(), "nothing to do");
+        }
+        let malformed = record(
+            r#"{"source":"aws.ecr","detail-type":"ECR Image Action","id":"e-2"}"#,
+            &scoped,
+        );
+        assert_eq!(malformed.verdict, Verdict::Dead);
+        assert!(malformed.work.is_none());
+    }
+
+    #[test]
     fn records_are_decoded_or_dead_without_content() {
+        let config = Config::from_lookup(|var| match var {
+            "QUAYHOOK_RECEIVER_SECRET_IDS" => Some("r".into()),
+            "QUAYHOOK_KUBECONFIG_SECRET_ID" => Some("k".into()),
+            "QUAYHOOK_MAX_TAGS" => Some("2".into()),
+            _ => None,
+        })
+        .unwrap();
         let record = |body: Option<&str>| {
             let mut raw = SqsMessage::default();
             raw.message_id = Some("m-1".into());
             raw.body = body.map(str::to_owned);
             raw.attributes.insert(RECEIVE_COUNT.into(), "3".into());
-            Record::read(raw, 2)
+            Record::read(raw, &config)
         };
         let good = record(Some(
             r#"{"v":1,"project":"p","receiver":"r","tags":["a","b","c"],"pending":[{"namespace":"p","name":"w"}]}"#,
         ));
         assert_eq!(good.verdict, Verdict::Done);
         assert_eq!(good.receives, 3);
-        assert_eq!(good.message.unwrap().tags, ["a", "b"], "tags capped");
+        let Some(Work::Quay(message)) = good.work else {
+            panic!("a message")
+        };
+        assert_eq!(message.tags, ["a", "b"], "tags capped");
         for body in [
             None,
             Some("{"),
@@ -367,7 +609,7 @@ mod tests {
         ] {
             let bad = record(body);
             assert_eq!(bad.verdict, Verdict::Dead, "{body:?}");
-            assert!(bad.message.is_none());
+            assert!(bad.work.is_none());
         }
         let cluster = record(Some(
             r#"{"v":1,"project":"","receiver":"r","pending":[{"namespace":"any","name":"w"}]}"#,

@@ -16,7 +16,7 @@ REPORT = $(CARGO) run --quiet --locked -p xtask -- report \
 	--dir $(BENCH_DIR) --criterion target/criterion --out BENCHMARKS.md
 
 .PHONY: bench
-bench: venv build bench-xtask bench-start bench-pure bench-roundtrips bench-coldstart bench-size ## Benchmarks 1-4 (round trips vs Kargo, criterion, cold start, memory, size) into BENCHMARKS.md
+bench: venv build bench-xtask bench-start bench-pure bench-roundtrips bench-network bench-coldstart bench-size ## Benchmarks 1-4 (round trips vs Kargo, criterion, cold start, memory, size) into BENCHMARKS.md
 	echo $$(( $$(date +%s) - $$(cat $(BENCH_DIR)/bench.start) )) > $(BENCH_DIR)/bench.seconds
 	$(REPORT)
 	@echo "BENCHMARKS.md updated"
@@ -39,6 +39,14 @@ bench-pure: bench-xtask ## Benchmark 2 alone: criterion over the pure path
 .PHONY: bench-roundtrips
 bench-roundtrips: venv bench-xtask ## Benchmark 1 alone: round trips and latency vs Kargo's model (20 ms per call)
 	$(HARNESS_RELEASE) roundtrips --runs $(BENCH_REPS) --out $(BENCH_DIR)/roundtrips.json
+
+# Quiet period before an after-quiet delivery, in seconds (the local API server closes its idle
+# connections first; against a real cluster, QUAYHOOK_E2E_KUBECONFIG, give it more than 90).
+BENCH_QUIET ?= 1
+
+.PHONY: bench-network
+bench-network: venv bench-xtask ## Real network alone: HTTP/2, HTTP/1.1 and Kargo's model through a 20 ms RTT proxy (QUAYHOOK_E2E_KUBECONFIG: a real cluster)
+	$(HARNESS_RELEASE) network --runs $(BENCH_RUNS) --quiet $(BENCH_QUIET) --out $(BENCH_DIR)/network.json
 
 .PHONY: bench-coldstart
 bench-coldstart: venv build bench-xtask ## Benchmarks 3-4 alone: cold start of target/release/quayhook, peak RSS

@@ -11,7 +11,9 @@
 //! Checked on every answer: no panic, a status from the handler's table, a JSON body ending in
 //! a newline, `isBase64Encoded: false`, and the reply shape the payload claims (`cookies` only
 //! in the HTTP API payload 2.0 shape); an SQS event (the state is the webhook function's)
-//! gets a batch response failing each of its records.
+//! gets a batch response failing each of its records. An EventBridge ECR event (the state has
+//! the ECR scope of `events/ecr-*.json`, and a Warehouse on their repository) gets an ECR
+//! answer with a known `result`, never a function error (the fake cluster never fails).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -45,8 +47,16 @@ fuzz_target!(|data: &[u8]| {
     secrets.add(NS, "q-wh-receiver", "mysecret", None);
     let cluster = FakeCluster::new()
         .with(wh(NS, "any").image("quay.io/mynamespace/repository", json!({})))
-        .with(wh(NS, "chart").chart("oci://quay.io/mynamespace/guestbook-chart", "^0.3.0"));
-    let state = State::new(fakes::config(&[]), secrets, cluster);
+        .with(wh(NS, "chart").chart("oci://quay.io/mynamespace/guestbook-chart", "^0.3.0"))
+        .with(wh(NS, "ecr").image(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/kargo-demo/guestbook",
+            json!({"constraint": "^1.0.0"}),
+        ));
+    let ecr_scope = [
+        ("QUAYHOOK_ECR_PROJECTS", NS),
+        ("QUAYHOOK_ECR_REPOSITORY_PREFIXES", "kargo-demo/"),
+    ];
+    let state = State::new(fakes::config(&ecr_scope), secrets, cluster);
     let event = LambdaEvent::new(payload, Context::default());
     let reply = RUNTIME.with(|rt| rt.block_on(lambda::invoke(&state, event)));
 
@@ -59,6 +69,18 @@ fuzz_target!(|data: &[u8]| {
             records,
             "every record failed"
         );
+        return;
+    }
+    if let Some(answer) = reply.ecr() {
+        let wire = serde_json::to_value(answer).expect("the answer serializes");
+        assert!(
+            matches!(
+                wire["result"].as_str(),
+                Some("done" | "ignored" | "invalid")
+            ),
+            "unexpected result {wire}"
+        );
+        assert!(reply.into_result().is_ok(), "no function error");
         return;
     }
     let status = reply.status().expect("an HTTP reply");

@@ -16,7 +16,7 @@ const TOKEN: &str = "3e6315f59f25bc201ec77ebb7818c057c4406a4b58d930f27d651b6af36
 const UNKNOWN: &str = "5f2b1c0e9d7a4c3b8e6f1a2d3c4b5a69788766554433221100ffeeddccbbaa99";
 
 /// Every file in `events/`: name, text.
-const EVENTS: [(&str, &str); 11] = [
+const EVENTS: [(&str, &str); 16] = [
     ("push.json", include_str!("../../events/push.json")),
     (
         "push-base64.json",
@@ -52,6 +52,27 @@ const EVENTS: [(&str, &str); 11] = [
         "sqs-refresh.json",
         include_str!("../../events/sqs-refresh.json"),
     ),
+    // EventBridge's ECR events, and the worker's SQS-wrapped one.
+    (
+        "ecr-push-tagged.json",
+        include_str!("../../events/ecr-push-tagged.json"),
+    ),
+    (
+        "ecr-push-untagged.json",
+        include_str!("../../events/ecr-push-untagged.json"),
+    ),
+    (
+        "ecr-push-failed.json",
+        include_str!("../../events/ecr-push-failed.json"),
+    ),
+    (
+        "ecr-push-out-of-scope.json",
+        include_str!("../../events/ecr-push-out-of-scope.json"),
+    ),
+    (
+        "sqs-ecr-push.json",
+        include_str!("../../events/sqs-ecr-push.json"),
+    ),
     // SAM's `--env-vars` file, not an event: what a stray test invoke would send.
     ("env.json", include_str!("../../events/env.json")),
 ];
@@ -81,6 +102,30 @@ impl SecretSource for OneReceiver {
 /// A cluster without Warehouses: a push is answered 200, `refreshed 0 warehouse(s)`.
 struct EmptyCluster;
 
+/// A cluster whose API server answers every list 503: a transient failure.
+struct DownCluster;
+
+impl Connector for DownCluster {
+    type Store = DownCluster;
+
+    async fn connect(&self, _: &SecretString) -> Result<DownCluster, ClusterError> {
+        Ok(DownCluster)
+    }
+}
+
+impl WarehouseStore for DownCluster {
+    async fn list(&self, _: Option<&str>, _: u32) -> Result<Vec<ListedWarehouse>, ClusterError> {
+        Err(ClusterError::Status {
+            code: 503,
+            message: "etcd leader changed".into(),
+        })
+    }
+
+    async fn patch(&self, _: &WarehouseKey, _: &Value) -> Result<(), ClusterError> {
+        Ok(())
+    }
+}
+
 impl Connector for EmptyCluster {
     type Store = EmptyCluster;
 
@@ -103,17 +148,23 @@ fn state() -> State<OneReceiver, EmptyCluster> {
     state_for(None)
 }
 
-/// The function with `_HANDLER` `handler` (`None`: unset, the webhook).
+/// The function with `_HANDLER` `handler` (`None`: unset, the webhook), ECR events scoped
+/// to `kargo-demo` and repositories under `kargo-demo/` (those of `events/ecr-*.json`).
 fn state_for(handler: Option<&str>) -> State<OneReceiver, EmptyCluster> {
-    let config = Config::from_lookup(|var| match var {
+    State::new(config_for(handler, true), OneReceiver, EmptyCluster)
+}
+
+fn config_for(handler: Option<&str>, ecr: bool) -> Config {
+    Config::from_lookup(|var| match var {
         "QUAYHOOK_RECEIVER_SECRET_IDS" => Some("test/receiver".into()),
         "QUAYHOOK_KUBECONFIG_SECRET_ID" => Some("test/kubeconfig".into()),
         "QUAYHOOK_QUEUE_URL" => Some("https://sqs.us-east-1.amazonaws.com/123456789012/q".into()),
+        "QUAYHOOK_ECR_PROJECTS" if ecr => Some("kargo-demo".into()),
+        "QUAYHOOK_ECR_REPOSITORY_PREFIXES" if ecr => Some("kargo-demo/".into()),
         "_HANDLER" => handler.map(str::to_owned),
         _ => None,
     })
-    .expect("test configuration");
-    State::new(config, OneReceiver, EmptyCluster)
+    .expect("test configuration")
 }
 
 fn event(name: &str) -> Value {
@@ -436,4 +487,146 @@ async fn an_api_gateway_event_at_the_worker_is_503_in_its_shape() {
         );
         assert_eq!(wire.get("cookies").is_some(), v2, "{name}");
     }
+}
+
+#[test]
+fn an_ecr_event_is_told_apart_by_source_and_detail_type() {
+    for name in [
+        "ecr-push-tagged.json",
+        "ecr-push-untagged.json",
+        "ecr-push-failed.json",
+        "ecr-push-out-of-scope.json",
+    ] {
+        let read = Event::from_value(event(name)).expect(name);
+        assert!(matches!(read, Event::Ecr(_)), "{name}");
+        assert_eq!(read.shape(), None, "{name}");
+        assert!(
+            read.into_delivery(None)
+                .is_err_and(|e| e.kind() == &ErrorKind::NotHttp),
+            "{name}"
+        );
+    }
+    // Another service's event, or another ECR event type, is not an image action.
+    let mut scan = event("ecr-push-tagged.json");
+    scan["detail-type"] = json!("ECR Image Scan");
+    assert!(Event::from_value(scan).is_err());
+    let Ok(Event::Sqs(batch)) = Event::from_value(event("sqs-ecr-push.json")) else {
+        panic!("an SQS event")
+    };
+    let body = batch.records[0].body.as_deref().expect("a body");
+    let wrapped = crate::ecr::ImageAction::from_body(body).expect("an ECR event");
+    let direct = crate::ecr::ImageAction::read(event("ecr-push-tagged.json"));
+    assert_eq!(wrapped, direct, "the SQS body is the tagged event");
+}
+
+#[tokio::test]
+async fn recorded_ecr_events_get_their_results_from_either_function() {
+    for handler in [None, Some("worker")] {
+        for (name, result, tags) in [
+            ("ecr-push-tagged.json", "done", json!(["v1.4.0"])),
+            ("ecr-push-untagged.json", "done", json!([])),
+            ("ecr-push-failed.json", "ignored", Value::Null),
+            ("ecr-push-out-of-scope.json", "ignored", Value::Null),
+        ] {
+            let state = state_for(handler);
+            let reply = invoke(&state, LambdaEvent::new(event(name), Context::default())).await;
+            assert!(reply.ecr().is_some() && reply.status().is_none(), "{name}");
+            let wire = serde_json::to_value(reply.into_result().expect("no function error"))
+                .expect("serializes");
+            assert_eq!(wire["result"], result, "{name}: {wire}");
+            assert_eq!(wire["event"], event(name)["id"], "{name}");
+            assert_eq!(wire["tags"], tags, "{name}: {wire}");
+            assert!(wire.get("receiver").is_none(), "{name}: no receiver");
+            if result == "done" {
+                assert_eq!(wire["msg"], "refreshed 0 warehouse(s)", "{name}");
+                assert_eq!(
+                    wire["repositories"],
+                    json!(["123456789012.dkr.ecr.us-east-1.amazonaws.com/kargo-demo/guestbook"]),
+                    "{name}"
+                );
+            }
+        }
+    }
+    let wire = invoke_as(Some("worker"), event("sqs-ecr-push.json")).await;
+    assert_eq!(wire, json!({ "batchItemFailures": [] }));
+    let wire = invoke_as(None, event("sqs-ecr-push.json")).await;
+    assert_eq!(
+        wire,
+        json!({ "batchItemFailures": [{ "itemIdentifier": "8d2e6f1a-3b5c-4d7e-9f0a-1b2c3d4e5f60" }] })
+    );
+}
+
+#[tokio::test]
+async fn ecr_events_without_a_scope_are_refused_and_unreadable_ones_invalid() {
+    let state = State::new(config_for(None, false), OneReceiver, EmptyCluster);
+    let refused = invoke(
+        &state,
+        LambdaEvent::new(event("ecr-push-tagged.json"), Context::default()),
+    )
+    .await;
+    let wire = serde_json::to_value(refused.into_result().expect("a success")).unwrap();
+    assert_eq!(
+        wire,
+        json!({
+            "result": "refused",
+            "reason": "ECR events are refused: QUAYHOOK_ECR_PROJECTS is not set",
+            "event": "13cde686-328b-6117-af20-0e5566167482"
+        })
+    );
+    let mut malformed = event("ecr-push-tagged.json");
+    malformed["account"] = json!("not-an-account");
+    let (reply, wire) = reply(malformed).await;
+    assert!(reply.ecr().is_some());
+    assert_eq!(wire["result"], "invalid");
+    assert_eq!(
+        wire["reason"],
+        "malformed ECR event: account is not a 12-digit AWS account id"
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_with_no_queue_is_a_function_error_so_lambda_retries() {
+    let state = State::new(config_for(None, true), OneReceiver, DownCluster);
+    let reply = invoke(
+        &state,
+        LambdaEvent::new(event("ecr-push-tagged.json"), Context::default()),
+    )
+    .await;
+    let wire = serde_json::to_value(&reply).unwrap();
+    assert_eq!(wire["result"], "retry", "{wire}");
+    assert_eq!(wire["unlisted"][0]["project"], "kargo-demo", "{wire}");
+    let error = reply.into_result().expect_err("a function error");
+    assert!(error.to_string().contains("503"), "{error}");
+    let diagnostic = lambda_http::lambda_runtime::Diagnostic::from(error);
+    assert_eq!(diagnostic.error_type, "Quayhook.RetryLater");
+    assert!(
+        diagnostic
+            .error_message
+            .starts_with("ECR event not handled, retry later: "),
+        "{}",
+        diagnostic.error_message
+    );
+
+    // The same cluster for a Quay push is a 503 answer, not a function error.
+    let reply = invoke(
+        &state,
+        LambdaEvent::new(event("push.json"), Context::default()),
+    )
+    .await;
+    let reply = reply
+        .into_result()
+        .expect("API Gateway answers are never errors");
+    assert_eq!(reply.status(), Some(503));
+}
+
+#[test]
+fn the_runtime_takes_into_result_as_its_service() {
+    // What `cli::run_lambda` hands the runtime, so an ECR `retry` becomes a function error:
+    // built (never run) to prove the runtime's bounds hold for `FunctionError`.
+    let state = state();
+    let state = &state;
+    let service = lambda_http::lambda_runtime::service_fn(move |event| async move {
+        invoke(state, event).await.into_result()
+    });
+    drop(lambda_http::lambda_runtime::run(service));
 }

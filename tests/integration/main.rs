@@ -6,6 +6,7 @@
 mod cli;
 mod deploy;
 mod durable;
+mod ecr;
 mod eks;
 mod events;
 mod http2;

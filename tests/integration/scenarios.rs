@@ -890,8 +890,8 @@ async fn secrets_manager_hanging_does_not_delay_a_delivery_the_stale_cache_answe
     let body = push(QUAY_REPO, &["v1"]);
     assert_eq!(deliver(&state, &token, &body).await.0, 200);
     assert!(
-        proxy.connections() >= 2,
-        "receivers and kubeconfig were read through the proxy"
+        proxy.connections() >= 1,
+        "receivers and kubeconfig were read through the proxy (in one call)"
     );
 
     proxy.set_mode(Mode::Hang);
@@ -1012,6 +1012,48 @@ async fn an_unknown_token_flood_with_the_cache_just_expired_costs_one_fetch() {
         proxy.connections(),
         one_fetch,
         "100 concurrent unknown tokens share one fetch"
+    );
+    h.assert_no_leaks();
+}
+
+/// The receiver secrets and the kubeconfig are independent, so a cold start reads both in one
+/// `BatchGetSecretValue` (moto closes each connection after one request, so connections
+/// through the proxy count calls): one call for the init prefetch and none for the first
+/// request after it, or one for a cold request without prefetch; the kubeconfig's later
+/// re-reads (after a 401) are `GetSecretValue`s of their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cold_start_reads_receivers_and_kubeconfig_in_one_secrets_manager_call() {
+    let h = Harness::start(setup(vec![wh(NS, "w").image(QUAY_REPO, json!({})).json()])).await;
+    let token = h.receiver(NS, "quay", "s3cret-one-call", None).await;
+    let body = push(QUAY_REPO, &["v1"]);
+
+    let (proxy, secrets) = behind_proxy(&h).await;
+    let state = h.state_with(h.state.config.clone(), secrets);
+    state.prefetch().await;
+    assert_eq!(proxy.connections(), 1, "one BatchGetSecretValue at init");
+    proxy.reset_counts();
+    assert_eq!(deliver(&state, &token, &body).await.0, 200);
+    assert_eq!(
+        proxy.connections(),
+        0,
+        "the first request after prefetch reads nothing"
+    );
+
+    let (proxy, secrets) = behind_proxy(&h).await;
+    let probe = secrets.clone();
+    let state = h.state_with(h.state.config.clone(), secrets);
+    assert_eq!(deliver(&state, &token, &body).await.0, 200);
+    assert_eq!(proxy.connections(), 1, "a cold request: one call for both");
+    proxy.reset_counts();
+    assert!(
+        quayhook::secrets::SecretSource::kubeconfig(&probe)
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        proxy.connections(),
+        1,
+        "a re-read is a GetSecretValue of its own"
     );
     h.assert_no_leaks();
 }

@@ -7,7 +7,7 @@
 //!
 //! `State` stamps its caches with `tokio::time::Instant`, so `tokio::time::advance` ages them
 //! without waiting. No Python, no network. The durable path (queue and worker) on the same
-//! fakes is in `durable.rs`.
+//! fakes is in `durable.rs`, ECR push events (their durable path and metrics) in `ecr.rs`.
 
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use tokio::time::advance;
 
 mod durable;
+mod ecr;
 
 const NS: &str = "kargo-demo";
 

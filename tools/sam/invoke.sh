@@ -7,8 +7,12 @@
 #
 # An API Gateway event goes to QuayFunction, where =EXPECT is the statusCode the response must
 # have; an SQS event (Records from aws:sqs) goes to WorkerFunction, where =EXPECT is how many
-# batchItemFailures it must report (=0: every message done). Each EVENT is invoked in its own
-# (cold) container; a mismatch fails the script. Responses go to stdout, the rest to stderr.
+# batchItemFailures it must report (=0: every message done); an EventBridge event (with
+# "source" and "detail-type", e.g. an ECR push from aws.ecr) goes to QuayFunction, as the rule
+# delivers it without the durable path, where =EXPECT is the response's "result" (done,
+# ignored), optionally with the number of refreshed Warehouses (done:1), or "error" when the
+# function failed. Each EVENT is invoked in its own (cold) container; a mismatch fails the
+# script. Responses go to stdout, the rest to stderr.
 #
 # --build chooses the x86_64 bootstrap (this machine cannot run arm64 containers):
 #   sam     `sam build --parameter-overrides Architecture=x86_64` (cargo lambda build --release,
@@ -37,7 +41,7 @@ CARGO=${CARGO:-cargo}
 IMAGE=${QUAYHOOK_BASE_IMAGE:-quayhook-provided-al2023:local}
 export RUN_DIR VENV CARGO SAM_CLI_TELEMETRY=0
 
-usage() { sed -n '6,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '6,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 build=sam
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -179,24 +183,38 @@ print(urllib.request.urlopen(req, timeout=90).read().decode())' \
 fi
 
 # 4. The invocations.
-# The function an event goes to: WorkerFunction for SQS records, else QuayFunction.
-function_for() {
+# What an event is: "worker" for SQS records (WorkerFunction), "eventbridge" for an EventBridge
+# event (QuayFunction, as the ECR rule invokes it), else "http" (QuayFunction).
+kind_of() {
   py -c '
 import json, sys
 e = json.load(open(sys.argv[1]))
 records = e.get("Records") if isinstance(e, dict) else None
-sqs = isinstance(records, list) and records and all(r.get("eventSource") == "aws:sqs" for r in records)
-print("WorkerFunction" if sqs else "QuayFunction")' "$1"
+if isinstance(records, list) and records and all(r.get("eventSource") == "aws:sqs" for r in records):
+    print("worker")
+elif isinstance(e, dict) and "source" in e and "detail-type" in e:
+    print("eventbridge")
+else:
+    print("http")' "$1"
 }
 # What the response says: QuayFunction's statusCode, WorkerFunction's number of
-# batchItemFailures ("none" when the field is missing, "unparsable" when it is not JSON).
-result_of() { # function response-file
+# batchItemFailures ("none" when the field is missing, "unparsable" when it is not JSON), an
+# EventBridge invocation's status (see the header).
+result_of() { # kind response-file
   py -c '
 import json, sys
 r = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])  # the response is the last line
-if sys.argv[1] == "WorkerFunction":
+kind = sys.argv[1]
+if kind == "worker":
     failures = r.get("batchItemFailures") if isinstance(r, dict) else None
     print(len(failures) if isinstance(failures, list) else "none")
+elif kind == "eventbridge":
+    if not isinstance(r, dict) or "errorType" in r:
+        print("error")
+    else:
+        result = r.get("result", "none")
+        refreshed = r.get("refreshed")
+        print(f"{result}:{len(refreshed)}" if isinstance(refreshed, list) else result)
 else:
     print(r.get("statusCode", "none") if isinstance(r, dict) else "none")' "$1" "$2" 2>/dev/null || echo unparsable
 }
@@ -206,8 +224,12 @@ for spec in "$@"; do
   event=${spec%%=*}
   want=
   [ "$spec" = "$event" ] || want=${spec#*=}
-  fn=$(function_for "$event")
-  what=$([ "$fn" = WorkerFunction ] && echo batchItemFailures || echo statusCode)
+  kind=$(kind_of "$event")
+  case "$kind" in
+    worker) fn=WorkerFunction what=batchItemFailures ;;
+    eventbridge) fn=QuayFunction what=result ;;
+    *) fn=QuayFunction what=statusCode ;;
+  esac
   n=$((n + 1))
   out=$RUN_DIR/invoke-$n.json
   say "invoking $fn with $event${want:+ (expecting $what $want)}"
@@ -220,7 +242,9 @@ for spec in "$@"; do
   took=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
   cat "$out"
   [ -z "$(tail -c1 "$out")" ] || echo
-  got=$(result_of "$fn" "$out")
+  got=$(result_of "$kind" "$out")
+  # =done matches done:N (any number refreshed); =done:1 only that number.
+  [ "$kind" != eventbridge ] || [ "${want#*:}" != "$want" ] || got=${got%%:*}
   say "$event -> $fn $what $got in ${took}s"
   if [ -n "$want" ] && [ "$got" != "$want" ]; then
     say "FAILED: $event: $what $got, expected $want (response in $out)"

@@ -18,7 +18,9 @@ the bootstrap without a container.
 `env-vars` completes the local stack's env-vars file (tools/local-stack.sh writes the
 QuayFunction entry) for the durable path: it creates a queue and its dead-letter queue in the
 stack's moto server and writes a file where QuayFunction and WorkerFunction both have that
-environment plus QUAYHOOK_QUEUE_URL, as the deployed functions do.
+environment plus QUAYHOOK_QUEUE_URL, as the deployed functions do, and ECR push events on
+(QUAYHOOK_ECR_PROJECTS=kargo-demo, QUAYHOOK_ECR_REPOSITORY_PREFIXES=kargo-demo/) unless the
+file sets them.
 
 `variant` writes a copy of the template whose parameters default to the given values, so
 `sam validate` and cfn-lint (which take no parameter values) check that variant too, e.g.
@@ -46,6 +48,10 @@ FROM_CREDENTIALS = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AW
 # The local queues of the durable path (in the local stack's moto server).
 LOCAL_QUEUE = "quayhook-local"
 LOCAL_DLQ = "quayhook-local-dlq"
+# ECR push events locally: the project of the local stack's demo Warehouses (its RBAC grants
+# that namespace only, so "*" would be refused) and the repositories named after it.
+LOCAL_ECR_PROJECT = "kargo-demo"
+LOCAL_ECR_PREFIX = "kargo-demo/"
 
 
 def load(path):
@@ -69,7 +75,10 @@ def write_template(template_path, out_path, code_dir, env_path=None):
         props["CodeUri"] = os.path.relpath(code_dir, os.path.dirname(os.path.abspath(out_path)))
         variables = props.setdefault("Environment", {}).setdefault("Variables", {})
         for var in overrides.get(name, {}):
-            if var not in variables and var not in FROM_CREDENTIALS:
+            # Declared plainly: a conditional declaration (!If [Cond, X, AWS::NoValue], e.g.
+            # QUAYHOOK_ECR_PROJECTS with ECR events off by default) would resolve to no
+            # variable locally, and the env-vars file could not set it.
+            if var not in FROM_CREDENTIALS and (var not in variables or isinstance(variables[var], dict)):
                 variables[var] = ""
     with open(out_path, "w", encoding="utf-8") as f:
         f.write(yaml_dump(template))
@@ -179,6 +188,10 @@ def write_env_vars(env_path, out_path):
         QueueName=LOCAL_QUEUE, Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "360"}
     )["QueueUrl"]
     http["QUAYHOOK_QUEUE_URL"] = queue_url
+    # ECR push events (events/ecr-*.json) are replayed too: on for the local stack's project
+    # and its repositories, unless the local stack's file says otherwise.
+    http.setdefault("QUAYHOOK_ECR_PROJECTS", LOCAL_ECR_PROJECT)
+    http.setdefault("QUAYHOOK_ECR_REPOSITORY_PREFIXES", LOCAL_ECR_PREFIX)
     env_vars[HTTP_FUNCTION] = http
     env_vars[WORKER_FUNCTION] = {**http, **env_vars.get(WORKER_FUNCTION, {})}
     with open(out_path, "w", encoding="utf-8") as f:

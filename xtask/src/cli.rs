@@ -53,6 +53,29 @@ pub enum Command {
         #[arg(long, default_value = "target/bench/coldstart.json")]
         out: PathBuf,
     },
+    /// "Real network": quayhook over HTTP/2 and HTTP/1.1 and Kargo's request model through a
+    /// TCP proxy with 10 ms each way (warm, after a quiet period, cold), in round trips and
+    /// connections opened; against a real cluster with `--kubeconfig`.
+    Network {
+        /// Deliveries per model, moment and N.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Seconds of quiet before an after-quiet delivery (the local API server closes its
+        /// idle connections first, as kube-apiserver does after 90 s; against a real cluster
+        /// the quiet is really waited: give it more than 90).
+        #[arg(long, default_value_t = 1.0)]
+        quiet: f64,
+        /// A real cluster's kubeconfig (admin: the harness creates namespaces, Warehouses and
+        /// a Secret); default `QUAYHOOK_E2E_KUBECONFIG` when set.
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
+        /// Namespace prefix of the objects on a real cluster (`PREFIX-n1`, `-n10`, `-n100`).
+        #[arg(long, default_value = "quayhook-bench")]
+        namespace: String,
+        /// Where to write the results.
+        #[arg(long, default_value = "target/bench/network.json")]
+        out: PathBuf,
+    },
     /// Benchmark 4: where the memory of 10,000 indexed Warehouses goes (live heap bytes).
     Memory {
         /// Where to write the results.
@@ -121,6 +144,23 @@ mod tests {
         assert!(matches!(
             parse(&["xtask", "machine", "--merge", "target/bench/loadtest.json"]),
             Ok(Command::Machine { merge: Some(_), .. })
+        ));
+        assert!(matches!(
+            parse(&[
+                "xtask",
+                "network",
+                "--runs",
+                "3",
+                "--quiet",
+                "0.5",
+                "--kubeconfig",
+                "k"
+            ]),
+            Ok(Command::Network {
+                runs: 3,
+                kubeconfig: Some(_),
+                ..
+            })
         ));
         assert!(matches!(
             parse(&["xtask", "roundtrips", "--runs", "3", "--out", "x.json"]),

@@ -21,6 +21,7 @@
 //! - [`proxy`]: the counting, delaying HTTP proxy in front of moto.
 //! - [`stack`]: the seeded local stack the measurements share (API server, moto, receivers).
 //! - [`roundtrips`]: benchmark 1, quayhook against Kargo's request model.
+//! - [`network`]: the same over real sockets with real delay, HTTP/2 against HTTP/1.1.
 //! - [`coldstart`]: benchmarks 3 and 4, the real binary under a local Lambda Runtime API.
 //! - [`memory`]: the counting allocator and where the memory of an index goes.
 //! - [`size`]: binary and zip sizes.
@@ -32,6 +33,7 @@ mod coldstart;
 mod fuzz_summary;
 mod machine;
 mod memory;
+mod network;
 mod proxy;
 mod report;
 mod roundtrips;
@@ -73,6 +75,19 @@ fn run(command: Command) -> anyhow::Result<()> {
         },
         Command::Roundtrips { runs, out } => runtime.block_on(roundtrips::run(&out, runs)),
         Command::Coldstart { bin, runs, out } => runtime.block_on(coldstart::run(&bin, &out, runs)),
+        Command::Network {
+            runs,
+            quiet,
+            kubeconfig,
+            namespace,
+            out,
+        } => runtime.block_on(network::run(&network::Options {
+            runs,
+            quiet: Duration::from_secs_f64(quiet.max(0.0)),
+            kubeconfig,
+            namespace,
+            out,
+        })),
         Command::Memory { out } => runtime.block_on(memory::run(&out)),
         Command::Size {
             bin,

@@ -9,6 +9,7 @@ mod coldstart;
 mod criterion;
 mod fuzz;
 mod loadtest;
+mod network;
 mod roundtrips;
 
 use std::path::Path;
@@ -58,6 +59,17 @@ fn verdict(met: bool) -> &'static str {
     if met { "**MET**" } else { "**MISSED**" }
 }
 
+/// How the sentence giving the duration of the last `make bench` begins.
+const DURATION_LINE: &str = "The measurements of the last `make bench` took";
+
+/// The duration sentence of the existing file, with its paragraph break.
+fn old_duration(existing: &str) -> Option<String> {
+    existing
+        .lines()
+        .find(|l| l.starts_with(DURATION_LINE))
+        .map(|l| format!("{l}\n\n"))
+}
+
 /// Keeps a section of the existing file when there is no new measurement for it.
 fn old_section(existing: &str, name: &str) -> Option<String> {
     let begin = format!("<!-- begin:{name} -->\n");
@@ -84,6 +96,11 @@ pub fn run(dir: &Path, criterion: &Path, out: &Path) -> anyhow::Result<()> {
             "roundtrips",
             read_json(&dir.join("roundtrips.json")).map(|r| roundtrips::section(&r)),
             "make bench",
+        ),
+        (
+            "network",
+            read_json(&dir.join("network.json")).map(|r| network::section(&r)),
+            "make bench-network",
         ),
         (
             "criterion",
@@ -127,13 +144,15 @@ pub fn run(dir: &Path, criterion: &Path, out: &Path) -> anyhow::Result<()> {
         .and_then(|t| t.trim().parse::<f64>().ok())
         .map(|secs| {
             format!(
-                "The measurements of the last `make bench` took {:.1} min on the machine named in \
-                 its sections (after the builds: a first build of the release binary, the harness \
-                 and the benches takes ~15 min more on 2 cores; the arm64 zip needs a cross build \
-                 of its own).\n\n",
+                "{DURATION_LINE} {:.1} min on the machine named in its sections (after the \
+                 builds: a first build of the release binary, the harness and the benches takes \
+                 ~15 min more on 2 cores; the arm64 zip needs a cross build of its own).\n\n",
                 secs / 60.0
             )
         })
+        // Without a `make bench` in this target directory (`make loadtest` or `make fuzz` alone),
+        // the last one's figure stays.
+        .or_else(|| old_duration(&existing))
         .unwrap_or_default();
     let notes = old_section(&existing, "notes").unwrap_or_else(|| {
         "## Notes\n\n(Findings and analysis that are not regenerated.)\n".into()
@@ -147,7 +166,7 @@ pub fn run(dir: &Path, criterion: &Path, out: &Path) -> anyhow::Result<()> {
          Reproduce on a fresh machine (Rust stable, Python 3; everything else comes from crates.io \
          and PyPI):\n\n\
          ```sh\n\
-         make bench      # sections 1-4: round trips, criterion, cold start, memory, size\n\
+         make bench      # sections 1-4 and Real network: round trips, criterion, cold start, memory, size\n\
          make fuzz       # every fuzz target for FUZZ_SECONDS (default 60) each; installs cargo-fuzz\n\
          make loadtest   # the burst test (release build)\n\
          ```\n\n{}\
@@ -184,5 +203,15 @@ mod tests {
             Some("## Fuzzing\n\nkept\n")
         );
         assert_eq!(old_section(doc, "loadtest"), None);
+    }
+
+    #[test]
+    fn the_last_bench_duration_is_kept_when_there_is_no_new_one() {
+        let doc = "# Benchmarks\n\nThe measurements of the last `make bench` took 6.5 min on x.\n\n## Summary\n";
+        assert_eq!(
+            old_duration(doc).as_deref(),
+            Some("The measurements of the last `make bench` took 6.5 min on x.\n\n")
+        );
+        assert_eq!(old_duration("# Benchmarks\n"), None);
     }
 }

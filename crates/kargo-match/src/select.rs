@@ -5,7 +5,9 @@
 //! request) and answers [`Selector::check`] for a tag. Construction fails exactly where Kargo's
 //! `NewSelector` fails (§5.3, §5.5), as a typed [`SelectorError`].
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 
 use regex::Regex;
 
@@ -340,22 +342,49 @@ fn compile_all(field: &'static str, patterns: &[String]) -> Result<Vec<GoRegex>,
 /// operations where Go reads literals. Those spellings and Go's `\Q…\E` quoting are rewritten
 /// before compiling. Known remaining differences, rare in tag filters: Rust accepts the `x` flag
 /// that Go rejects, and the two engines' size limits differ.
+///
+/// Each distinct pattern is compiled once and shared (`Arc`) by every selector that uses it,
+/// in this index and the next ones built while it is alive: 10,000 Warehouses usually carry a
+/// handful of distinct `ignoreTagsRegexes` (see [`shared`]).
 #[derive(Clone, Debug)]
 pub struct GoRegex {
-    re: Regex,
-    source: String,
+    re: Arc<Regex>,
+    source: Arc<str>,
+}
+
+/// The compiled patterns alive somewhere, by pattern as written. Weak: a pattern no selector
+/// uses any more is freed with its last selector, and its entry pruned as the map grows.
+static SHARED: LazyLock<Mutex<HashMap<Arc<str>, Weak<Regex>>>> = LazyLock::new(Mutex::default);
+
+/// The compiled `pattern`, shared with every live [`GoRegex`] of the same pattern.
+fn shared(pattern: &str) -> Result<(Arc<Regex>, Arc<str>), regex::Error> {
+    let lock = || SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((key, re)) = lock()
+        .get_key_value(pattern)
+        .and_then(|(k, w)| Some((k.clone(), w.upgrade()?)))
+    {
+        return Ok((re, key));
+    }
+    let re = Arc::new(Regex::new(&rewrite_go_pattern(pattern))?);
+    let key: Arc<str> = Arc::from(pattern);
+    let mut map = lock();
+    if map.len() == map.capacity() {
+        // About to grow: drop the entries of patterns nothing uses any more first.
+        map.retain(|_, w| w.strong_count() > 0);
+    }
+    map.insert(key.clone(), Arc::downgrade(&re));
+    Ok((re, key))
 }
 
 impl GoRegex {
-    /// Compiles `pattern` as Go's `regexp.Compile` would read it.
+    /// Compiles `pattern` as Go's `regexp.Compile` would read it (or shares the compiled
+    /// pattern another live selector already holds).
     ///
     /// # Errors
     /// The `regex` crate's error when the pattern is invalid.
     pub fn new(pattern: &str) -> Result<GoRegex, regex::Error> {
-        Ok(GoRegex {
-            re: Regex::new(&rewrite_go_pattern(pattern))?,
-            source: pattern.to_owned(),
-        })
+        let (re, source) = shared(pattern)?;
+        Ok(GoRegex { re, source })
     }
 
     /// Unanchored search, like Go's `MatchString`.

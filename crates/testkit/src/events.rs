@@ -1,7 +1,10 @@
-//! API Gateway events, Quay push bodies and SQS events for tests: what the Lambda runtime
-//! hands the handler and the worker, built in code (the recorded ones live in `events/`).
+//! API Gateway events, Quay push bodies, EventBridge ECR events and SQS events for tests:
+//! what the Lambda runtime hands the handler and the worker, built in code (the recorded ones
+//! live in `events/`).
 //!
 //! Test support, no I/O: builds JSON text and parses it as the runtime would.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use lambda_http::Request;
@@ -84,6 +87,47 @@ pub fn delivery(token: &str, body: &str) -> String {
 /// When `lambda_http` rejects the event (a test bug).
 pub fn request(event: &str) -> Request {
     lambda_http::request::from_str(event).expect("event parses")
+}
+
+/// The registry of the ECR events built here and of `events/ecr-*.json`: account
+/// `123456789012`, region `us-east-1`.
+pub const ECR_REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+static ECR_EVENTS: AtomicU64 = AtomicU64::new(1);
+
+/// An EventBridge "ECR Image Action" event, the Lambda payload itself, for the repository
+/// named `repository` in [`ECR_REGISTRY`]: `action` (`PUSH`, `DELETE`), `result`
+/// (`SUCCESS`, `FAILURE`) and `tag` (`None`: a push by digest only, without `image-tag`).
+/// Each call has its own event id.
+pub fn ecr_action(repository: &str, action: &str, result: &str, tag: Option<&str>) -> String {
+    let n = ECR_EVENTS.fetch_add(1, Ordering::Relaxed);
+    let mut detail = json!({
+        "result": result,
+        "repository-name": repository,
+        "image-digest": format!("sha256:{n:064x}"),
+        "action-type": action,
+    });
+    if let Some(tag) = tag {
+        detail["image-tag"] = json!(tag);
+    }
+    json!({
+        "version": "0",
+        "id": format!("00000000-0000-4000-8000-{n:012}"),
+        "detail-type": "ECR Image Action",
+        "source": "aws.ecr",
+        "account": "123456789012",
+        "time": "2026-11-27T14:05:36Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail
+    })
+    .to_string()
+}
+
+/// A successful push to `repository` in [`ECR_REGISTRY`] ([`ecr_action`] `PUSH`,
+/// `SUCCESS`), tagged `tag` or by digest only.
+pub fn ecr_push(repository: &str, tag: Option<&str>) -> String {
+    ecr_action(repository, "PUSH", "SUCCESS", tag)
 }
 
 /// The ARN of the queue the SQS records of [`sqs_record`] come from.

@@ -35,6 +35,27 @@ where
     parts(handler::handle(state, request(&delivery(token, body))).await)
 }
 
+/// Sends an EventBridge event (an ECR push) through the Lambda entry of `state`, as the
+/// runtime would, and returns what the runtime sends back: the answer as JSON, or the message
+/// of the function error that makes Lambda retry the event.
+///
+/// # Panics
+/// When `event` is not JSON or the answer is not an ECR answer (a test bug).
+pub async fn invoke_ecr<S, C>(state: &State<S, C>, event: &str) -> Result<Value, String>
+where
+    S: quayhook::secrets::SecretSource,
+    C: quayhook::cluster::Connector,
+{
+    let payload: Value = serde_json::from_str(event).expect("event is JSON");
+    let invocation = lambda_http::LambdaEvent::new(payload, lambda_http::Context::default());
+    let reply = quayhook::lambda::invoke(state, invocation).await;
+    assert!(reply.ecr().is_some(), "an ECR answer");
+    match reply.into_result() {
+        Ok(reply) => Ok(serde_json::to_value(&reply).expect("the reply serializes")),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 /// Status and JSON body of a response.
 ///
 /// # Panics
@@ -204,6 +225,14 @@ impl Harness {
         let status = u16::try_from(status).expect("an HTTP status");
         let body = serde_json::from_str(reply.body().expect("a body")).expect("a JSON body");
         (status, body)
+    }
+
+    /// Sends an EventBridge event through the Lambda entry ([`invoke_ecr`]).
+    ///
+    /// # Panics
+    /// As [`invoke_ecr`].
+    pub async fn send_ecr(&self, event: &str) -> Result<Value, String> {
+        invoke_ecr(&self.state, event).await
     }
 
     /// Sends a raw SQS event through the Lambda entry, as the runtime would for the worker,

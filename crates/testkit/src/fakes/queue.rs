@@ -44,15 +44,16 @@ pub fn assert_clean_body(body: &str, sensitive: &[String]) {
 
 #[derive(Default)]
 struct QueueInner {
-    sent: Mutex<Vec<(Message, String)>>,
+    /// Every body accepted, with the message it encodes (`None`: an ECR event's body).
+    sent: Mutex<Vec<(Option<Message>, String)>>,
     on_send: Script<QueueError>,
     on_change_visibility: Script<QueueError>,
     send_calls: AtomicUsize,
     visibility: Mutex<Vec<(String, Duration)>>,
 }
 
-/// An in-memory [`Queue`]: records every message it accepts (with its encoded body) and every
-/// visibility change; each call first takes the next step of its script. Clones share
+/// An in-memory [`Queue`]: records every message it accepts (with its encoded body), every
+/// other body (an ECR event's) and every visibility change; each call first takes the next step of its script. Clones share
 /// everything.
 #[derive(Clone, Default)]
 pub struct FakeQueue(Arc<QueueInner>);
@@ -73,17 +74,20 @@ impl FakeQueue {
         &self.0.on_change_visibility
     }
 
-    /// How many sends were asked for (failed ones included).
+    /// How many sends were asked for (messages and other bodies, failed ones included).
     pub fn send_calls(&self) -> usize {
         self.0.send_calls.load(Ordering::SeqCst)
     }
 
-    /// Every message accepted, in order.
+    /// Every message accepted, in order (bodies sent with [`Queue::send_body`] left out).
     pub fn sent(&self) -> Vec<Message> {
-        lock(&self.0.sent).iter().map(|(m, _)| m.clone()).collect()
+        lock(&self.0.sent)
+            .iter()
+            .filter_map(|(m, _)| m.clone())
+            .collect()
     }
 
-    /// The body of every message accepted, as SQS would hold it.
+    /// The body of everything accepted (messages and other bodies), as SQS would hold it.
     pub fn bodies(&self) -> Vec<String> {
         lock(&self.0.sent).iter().map(|(_, b)| b.clone()).collect()
     }
@@ -117,7 +121,16 @@ impl Queue for FakeQueue {
         self.0.send_calls.fetch_add(1, Ordering::SeqCst);
         self.0.on_send.next().run().await?;
         let body = message.encode().map_err(QueueError::Message)?;
-        lock(&self.0.sent).push((message.clone(), body));
+        lock(&self.0.sent).push((Some(message.clone()), body));
+        Ok(())
+    }
+
+    /// Checks the size as the SQS queue does and records the body.
+    async fn send_body(&self, body: &str) -> Result<(), QueueError> {
+        self.0.send_calls.fetch_add(1, Ordering::SeqCst);
+        self.0.on_send.next().run().await?;
+        quayhook::queue::check_size(body)?;
+        lock(&self.0.sent).push((None, body.to_owned()));
         Ok(())
     }
 
