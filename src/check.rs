@@ -472,53 +472,28 @@ fn report_token_lifetime(
     kubeconfig: &kargo_match::token::SecretString,
     now: std::time::SystemTime,
 ) -> anyhow::Result<()> {
-    use base64::Engine as _;
+    use crate::cluster::{TokenExpiry, token_expiry};
     const REISSUE: &str = "deploy/kubeconfig-secret.sh";
-    // The current context's user's token. kube keeps it in a `secrecy` string, exposed only by
-    // its serializer: to a JSON value in memory, never to output.
-    let token = kube::config::Kubeconfig::from_yaml(kubeconfig.expose())
-        .ok()
-        .and_then(|parsed| {
-            let context = parsed.current_context.as_deref()?;
-            let user = parsed
-                .contexts
-                .iter()
-                .find(|c| c.name == context)?
-                .context
-                .as_ref()?
-                .user
-                .clone()?;
-            let info = parsed.auth_infos.iter().find(|a| a.name == user)?;
-            let value = serde_json::to_value(info.auth_info.as_ref()?).ok()?;
-            value.get("token")?.as_str().map(str::to_owned)
-        });
-    let Some(token) = token else {
-        println!("  token: none in the kubeconfig's current context; expiry not checked");
-        return Ok(());
-    };
-    if token.starts_with("k8s-aws-v1.") {
-        println!("  token: an EKS token, made afresh from the function's IAM role");
-        return Ok(());
-    }
-    let claims = token
-        .split('.')
-        .nth(1)
-        .filter(|_| token.split('.').count() == 3)
-        .and_then(|payload| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload.trim_end_matches('='))
-                .ok()
-        })
-        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok());
-    let Some(claims) = claims else {
-        println!("  token: not a JWT, so its expiry is unknown");
-        return Ok(());
-    };
-    let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_i64) else {
-        println!(
-            "  token: never expires (a legacy service-account token): prefer a bound, expiring one from {REISSUE}"
-        );
-        return Ok(());
+    let exp = match token_expiry(kubeconfig) {
+        TokenExpiry::At(exp) => exp,
+        TokenExpiry::NoToken => {
+            println!("  token: none in the kubeconfig's current context; expiry not checked");
+            return Ok(());
+        }
+        TokenExpiry::Eks => {
+            println!("  token: an EKS token, made afresh from the function's IAM role");
+            return Ok(());
+        }
+        TokenExpiry::NotJwt => {
+            println!("  token: not a JWT, so its expiry is unknown");
+            return Ok(());
+        }
+        TokenExpiry::Never => {
+            println!(
+                "  token: never expires (a legacy service-account token): prefer a bound, expiring one from {REISSUE}"
+            );
+            return Ok(());
+        }
     };
     let now_secs = now
         .duration_since(std::time::UNIX_EPOCH)

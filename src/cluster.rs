@@ -313,6 +313,66 @@ impl Connector for KubeConnector {
     }
 }
 
+/// What the bearer token of a kubeconfig's current context says about its own expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenExpiry {
+    /// The current context has no bearer token (or the kubeconfig does not parse).
+    NoToken,
+    /// An EKS token, made afresh from the function's IAM role (15 minutes, renewed at 14).
+    Eks,
+    /// A token that is not a JWT: its expiry cannot be read.
+    NotJwt,
+    /// A JWT without `exp`: a legacy, non-expiring service-account token.
+    Never,
+    /// A JWT expiring at this Unix time (seconds).
+    At(i64),
+}
+
+/// Reads the `exp` claim of the current context's bearer token, without verifying the token
+/// (the base64url of its middle part). Pure: the token itself never leaves this function.
+pub fn token_expiry(kubeconfig: &SecretString) -> TokenExpiry {
+    use base64::Engine as _;
+    // kube keeps the token in a `secrecy` string, exposed only by its serializer: to a JSON
+    // value in memory, never to output.
+    let token = Kubeconfig::from_yaml(kubeconfig.expose())
+        .ok()
+        .and_then(|parsed| {
+            let context = parsed.current_context.as_deref()?;
+            let user = parsed
+                .contexts
+                .iter()
+                .find(|c| c.name == context)?
+                .context
+                .as_ref()?
+                .user
+                .clone()?;
+            let info = parsed.auth_infos.iter().find(|a| a.name == user)?;
+            let value = serde_json::to_value(info.auth_info.as_ref()?).ok()?;
+            value.get("token")?.as_str().map(str::to_owned)
+        });
+    let Some(token) = token else {
+        return TokenExpiry::NoToken;
+    };
+    if token.starts_with("k8s-aws-v1.") {
+        return TokenExpiry::Eks;
+    }
+    let mut parts = token.split('.');
+    let claims = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(payload), Some(_), None) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()
+            .and_then(|json| serde_json::from_slice::<Value>(&json).ok()),
+        _ => None,
+    };
+    match claims {
+        None => TokenExpiry::NotJwt,
+        Some(claims) => claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .map_or(TokenExpiry::Never, TokenExpiry::At),
+    }
+}
+
 /// Turns kubeconfig text into a `kube::Config`, in memory.
 ///
 /// Only self-contained credentials are accepted: a bearer token or client certificate data,

@@ -8,18 +8,19 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
 use kargo_match::index::Index;
-use kargo_match::token::{Match, ReceiverId};
+use kargo_match::token::{Match, ReceiverId, SecretString};
 use kargo_match::urls::RepoUrl;
 use kargo_match::warehouse::WarehouseKey;
 
 use crate::cause::Chain;
-use crate::cluster::{ClusterError, Connector, WarehouseStore};
-use crate::config::Config;
+use crate::cluster::{ClusterError, Connector, TokenExpiry, WarehouseStore, token_expiry};
+use crate::config::{Config, LambdaHandler};
+use crate::metrics::{Source, Unit, emit, gauge};
 use crate::queue::{AnyQueue, Queue};
 use crate::receivers::{Presence, ReceiverCache};
 use crate::retry::{Budget, retrying};
@@ -191,11 +192,42 @@ impl<S: SecretSource, C: Connector> State<S, C> {
         *write(&self.store) = Some(store.clone());
         let max_age = self.secrets.kubeconfig_max_age();
         *lock(&self.store_renew_at) = max_age.map(|age| Instant::now() + age);
+        let token_left_s = self.report_token_lifetime(&kubeconfig);
         tracing::info!(
             renew_in_s = max_age.map(|age| age.as_secs()),
+            token_expires_in_s = token_left_s,
             "cluster client built from the kubeconfig"
         );
         Ok(store)
+    }
+
+    /// How long the stored token has left, if it says; also written as the
+    /// `CredentialSecondsLeft` metric at every kubeconfig read (each cold start and each 401
+    /// re-read), so an alarm can warn before an expiring token breaks deliveries.
+    fn report_token_lifetime(&self, kubeconfig: &SecretString) -> Option<i64> {
+        let TokenExpiry::At(exp) = token_expiry(kubeconfig) else {
+            return None;
+        };
+        let now = SystemTime::now();
+        let now_s = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let left = exp.saturating_sub(now_s);
+        let source = match self.config.lambda_handler {
+            LambdaHandler::Http => Source::Quay,
+            LambdaHandler::Worker => Source::Worker,
+        };
+        let value = left as f64;
+        if let Some(record) = gauge(source, "CredentialSecondsLeft", value, Unit::Seconds, now) {
+            emit(self.config.metrics, &record);
+        }
+        if left < 86_400 {
+            tracing::warn!(
+                token_expires_in_s = left,
+                "the cluster token expires within a day: re-issue it (deploy/kubeconfig-secret.sh)"
+            );
+        }
+        Some(left)
     }
 
     /// Runs a cluster call with retries; on a 401, re-reads the kubeconfig once and tries again.

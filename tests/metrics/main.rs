@@ -423,3 +423,60 @@ fn a_gauge_record_follows_the_specification() {
     assert_eq!(written[0]["CredentialSecondsLeft"], 3_600.0);
     assert_eq!(dimensions(&written[0]), &json!([["Source"]]));
 }
+
+/// A kubeconfig whose token is a JWT expiring `seconds` from now (signature not checked).
+fn kubeconfig_with_token_expiring_in(seconds: u64) -> String {
+    use base64::Engine as _;
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let claims = format!(
+        r#"{{"exp":{},"sub":"system:serviceaccount:quayhook:quayhook"}}"#,
+        now + seconds
+    );
+    let token = format!("{}.{}.c2ln", b64(r#"{"alg":"RS256"}"#), b64(&claims));
+    format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user:\n    token: {token}\n"
+    )
+}
+
+#[tokio::test]
+async fn every_kubeconfig_read_reports_the_tokens_remaining_lifetime() {
+    let records = Records::capture();
+    let secrets = FakeSecrets::new();
+    let token = secrets.add(NS, "quay", SECRET, None);
+    let kubeconfig = kubeconfig_with_token_expiring_in(3 * 3_600);
+    secrets.set_kubeconfig(&kubeconfig);
+    let cluster = FakeCluster::new().with(wh(NS, "app").image(QUAY_REPO, json!({})));
+    let state = state(&LAMBDA, &secrets, &cluster);
+
+    let (status, answer) = deliver(&state, &token, &push(QUAY_REPO, &[TAG])).await;
+    assert_eq!(status, 200, "{answer}");
+    let written = records.take();
+    let gauges: Vec<&Value> = written
+        .iter()
+        .filter(|r| r.get("CredentialSecondsLeft").is_some())
+        .collect();
+    assert_eq!(
+        gauges.len(),
+        1,
+        "one gauge at the cold start's kubeconfig read"
+    );
+    let left = gauges[0]["CredentialSecondsLeft"].as_f64().unwrap();
+    assert!(
+        (3.0 * 3_600.0 - 60.0..=3.0 * 3_600.0).contains(&left),
+        "{left}"
+    );
+    assert_eq!(gauges[0]["Source"], "Quay");
+    let jwt = kubeconfig
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .trim_start_matches("token: ");
+    for record in &written {
+        assert!(!record.to_string().contains(jwt), "no token in a record");
+    }
+}
