@@ -51,7 +51,7 @@ use crate::cluster::Connector;
 use crate::config::Config;
 use crate::ecr::{self, ImageAction};
 use crate::message::{Message, MessageError};
-use crate::metrics::Counts;
+use crate::metrics::{Counts, Delivery, Source};
 use crate::outcome::clip;
 use crate::queue::Queue;
 use crate::receivers::Presence;
@@ -93,6 +93,9 @@ struct Record {
     work: Option<Work>,
     /// For an ECR event: what its plan found, for its metric record.
     ecr: Option<EcrTally>,
+    /// Whether the body was meant as a queued Quay delivery (decoded or not): such records
+    /// get a `Source::Worker` metric record; ECR events get theirs from [`ecr`].
+    quay: bool,
     verdict: Verdict,
 }
 
@@ -131,6 +134,7 @@ impl Record {
             receives,
             work: None,
             ecr: None,
+            quay: false,
             verdict: Verdict::Done,
         };
         let body = raw.body.as_deref();
@@ -138,6 +142,7 @@ impl Record {
             record.read_ecr(read, config);
             return record;
         }
+        record.quay = true;
         let decoded = match body.map(Message::decode) {
             None => Err(Undecodable::NoBody),
             Some(Err(e)) => Err(Undecodable::Message(e)),
@@ -264,6 +269,7 @@ pub async fn run<S: SecretSource, C: Connector>(
     }
 
     record_ecr_metrics(state, &records, &keys, &patched, started.elapsed());
+    record_worker_metrics(state, &records, &wanted, &patched, started.elapsed());
 
     let mut response = SqsBatchResponse::default();
     let mut retried = 0;
@@ -476,6 +482,48 @@ fn record_ecr_metrics<S: SecretSource, C: Connector>(
         }
         .status();
         ecr::record_metric(&state.config, status, counts, duration);
+    }
+}
+
+/// One metric record (`Source::Worker`) per queued Quay delivery in the batch, with what
+/// became of its Warehouses (those it shares with other records counted for each) and the
+/// status its verdict stands for: 200 done, 503 retried later, 500 dead (to the DLQ).
+fn record_worker_metrics<S: SecretSource, C: Connector>(
+    state: &State<S, C>,
+    records: &[Record],
+    wanted: &BTreeMap<WarehouseKey, Vec<usize>>,
+    patched: &[Patched],
+    duration: Duration,
+) {
+    let mut counts: HashMap<usize, Counts> = HashMap::new();
+    for ((_, users), result) in wanted.iter().zip(patched) {
+        for &i in users {
+            let c = counts.entry(i).or_default();
+            match result {
+                Patched::Refreshed => c.refreshed += 1,
+                Patched::Gone => c.gone += 1,
+                Patched::Failed(_) => c.failed += 1,
+            }
+        }
+    }
+    for (i, record) in records.iter().enumerate().filter(|(_, r)| r.quay) {
+        let project = match &record.work {
+            Some(Work::Quay(message)) => Some(message.project.as_str()),
+            _ => None,
+        };
+        let status = match record.verdict {
+            Verdict::Done => 200,
+            Verdict::Retry => 503,
+            Verdict::Dead => 500,
+        };
+        let delivery = Delivery {
+            source: Source::Worker,
+            project,
+            status,
+            counts: counts.remove(&i).unwrap_or_default(),
+            duration,
+        };
+        crate::metrics::record(state.config.metrics, &delivery);
     }
 }
 

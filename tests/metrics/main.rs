@@ -480,3 +480,63 @@ async fn every_kubeconfig_read_reports_the_tokens_remaining_lifetime() {
         assert!(!record.to_string().contains(jwt), "no token in a record");
     }
 }
+
+#[tokio::test]
+async fn the_worker_writes_one_record_per_queued_delivery() {
+    use quayhook_testkit::events::{sqs_batch, sqs_record};
+    let records = Records::capture();
+    let secrets = FakeSecrets::new();
+    let token = secrets.add(NS, "quay", SECRET, None);
+    let cluster = FakeCluster::new()
+        .with(wh(NS, "a").image(QUAY_REPO, json!({})))
+        .with(wh(NS, "b").image(QUAY_REPO, json!({})));
+    let queue = FakeQueue::new();
+    let vars = [
+        LAMBDA[0],
+        (
+            "QUAYHOOK_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/1/q",
+        ),
+        ("QUAYHOOK_MAX_ATTEMPTS", "1"),
+    ];
+    let state = state(&vars, &secrets, &cluster).with_queue(queue.clone());
+    // The cluster fails transiently: the delivery is queued (202).
+    cluster.on_patch().then_all([
+        Step::fail(ClusterError::Timeout),
+        Step::fail(ClusterError::Timeout),
+    ]);
+    let (status, answer) = deliver(&state, &token, &push(QUAY_REPO, &[TAG])).await;
+    assert_eq!(status, 202, "{answer}");
+    records.take();
+
+    let bodies = queue.drain();
+    let batch: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| sqs_record(&format!("m{i}"), body, 1))
+        .chain(std::iter::once(sqs_record("poison", "not json", 1)))
+        .collect();
+    let response = quayhook::worker::run(&state, sqs_batch(&batch), None).await;
+    assert_eq!(
+        response.batch_item_failures.len(),
+        1,
+        "only the poison record"
+    );
+    let written: Vec<Value> = records
+        .take()
+        .into_iter()
+        .filter(|r| r["Source"] == "Worker")
+        .collect();
+    assert_eq!(written.len(), bodies.len() + 1, "one record per message");
+    let done: Vec<&Value> = written.iter().filter(|r| r["Status"] == 200).collect();
+    let refreshed: f64 = done.iter().map(|r| r["Refreshed"].as_f64().unwrap()).sum();
+    assert_eq!(refreshed, 2.0, "both Warehouses refreshed by the worker");
+    assert!(done.iter().all(|r| r["Project"] == NS));
+    let dead: Vec<&Value> = written.iter().filter(|r| r["Status"] == 500).collect();
+    assert_eq!(dead.len(), 1, "the poison message");
+    assert_eq!(dead[0]["Deliveries5xx"], 1.0);
+    assert!(dead[0].get("Project").is_none(), "no receiver known");
+    for record in &written {
+        assert_clean(record, &[&token, SECRET]);
+    }
+}
