@@ -10,40 +10,33 @@
 //! around it.
 //!
 //! # Layout
-//! Modules in the order a request flows through them:
-//! - [`config`]: every environment variable, parsed and validated (pure).
-//!
-//! - [`cause`]: underlying errors kept as `#[source]`, and their one-line rendering (pure).
-//!
-//! The I/O shell, behind traits so the core runs without a network:
-//! - [`secrets`]: receiver secrets and the kubeconfig (AWS Secrets Manager or files).
-//! - [`eks`]: keyless EKS access: the kubeconfig made with a token presigned from the
-//!   function's IAM credentials (the token is pure; credentials and DescribeCluster are I/O).
+//! Modules in the order a delivery flows through them; each module's `//!` says whether it
+//! does I/O.
+//! - [`config`]: every environment variable, parsed and validated once (pure).
+//! - [`lambda`]: the Lambda edge: the invocation read without lambda_http's adapter (API
+//!   Gateway, SQS or EventBridge), dispatched by the function's handler, answered in kind; a 400,
+//!   never a panic.
+//! - [`serve`]: the same handler as a plain HTTP server, bounded at every stage.
+//! - [`handler`]: one Quay delivery, from the request head (route, method, token, length) to
+//!   the answer; the one status mapping.
 //! - [`receivers`]: the receiver tokens, cached: single-flight fetches, stamped attempts,
 //!   stale-while-revalidate.
-//! - [`cluster`]: list and merge-patch Warehouses through `kube`.
+//! - [`secrets`]: receiver secrets and the kubeconfig (AWS Secrets Manager or files).
+//! - [`eks`]: keyless EKS access: a kubeconfig made with a token presigned from the function's
+//!   IAM credentials (the token is pure; credentials and DescribeCluster are I/O).
+//! - [`state`]: what lives across warm invocations: receivers, the cluster client, the
+//!   per-scope Warehouse indexes.
+//! - [`cluster`]: list and merge-patch Warehouses through `kube`, over HTTP/2.
 //! - [`retry`]: the request's time budget and bounded retries.
-//! - [`state`]: caches that live across warm invocations.
-//! - [`handler`]: one delivery, request to response; the one status mapping.
-//! - [`refresh`]: the plan and the bounded concurrent patches, shared by handler and worker.
+//! - [`refresh`]: the plan and the bounded concurrent patches, shared by every front.
 //! - [`outcome`]: what a delivery did, and the bounded echo of it in answers and logs (pure).
-//!
-//! The durable path, when a queue is configured: what the cluster cannot take in time is
-//! queued and answered 202, and a worker (the same binary, SQS-triggered) finishes it:
-//! - [`message`]: the versioned queue message (pure).
-//! - [`queue`]: the queue trait and its Amazon SQS implementation.
-//! - [`worker`]: an SQS batch in, its partial batch response out.
-//!
-//! ECR pushes, from EventBridge rather than a webhook, through the same index and refresh:
-//! - [`ecr`]: an "ECR Image Action" event read and scoped (pure), then refreshed, queued or
-//!   retried.
-//!
-//! - [`lambda`]: the Lambda edge: API Gateway, SQS or EventBridge event in, its response out;
-//!   400, never a panic.
-//! - [`serve`]: the same handler as a plain HTTP server.
-//! - [`telemetry`]: logging setup.
-//! - [`metrics`]: one CloudWatch embedded-metric-format record per delivery (the record is
-//!   built purely, then written to stdout).
+//! - [`ecr`]: ECR push events from EventBridge, scoped and planned like a Quay push.
+//! - The durable path, when a queue is configured: [`message`] (the versioned queue message,
+//!   pure), [`queue`] (the queue trait and its Amazon SQS implementation) and [`worker`] (an
+//!   SQS batch in, its partial batch response out).
+//! - [`metrics`]: one CloudWatch embedded-metric-format record per delivery.
+//! - [`telemetry`]: logging setup; the runtime's raw-event TRACE lines are never written.
+//! - [`cause`]: underlying errors kept as `#[source]`, and their one-line rendering (pure).
 //! - [`cli`] and [`check`]: the `quayhook` command line and its operator checks.
 
 #![deny(missing_docs)]
