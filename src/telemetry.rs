@@ -52,8 +52,9 @@ fn level_filter() -> EnvFilter {
 
 /// The subscriber for the Lambda runtime: JSON lines without timestamps (CloudWatch adds
 /// them) when `AWS_LAMBDA_LOG_FORMAT=JSON` (the SAM template sets it), text otherwise; the
-/// level filter given (`AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`, at init), and never the runtime's raw events ([`no_raw_events`]). The
-/// runtime's per-invocation span tags every event with the `requestId`.
+/// level filter given (at init: `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`), and never the
+/// runtime's raw events ([`no_raw_events`]). The runtime's per-invocation span tags every
+/// event with the `requestId`.
 pub fn lambda_subscriber<W>(writer: W, filter: EnvFilter, json: bool) -> impl tracing::Subscriber
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
