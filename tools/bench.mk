@@ -100,9 +100,9 @@ fuzz: fuzz-tools ## Run every fuzz target for FUZZ_SECONDS (default 60) each; ex
 	  echo "fuzz: findings in fuzz/artifacts (reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none TARGET FILE)"; exit 1; fi
 
 .PHONY: loadtest
-loadtest: venv ## Burst load: 1,000 pushes in bursts of 50 with 5% API failures, then 300 over HTTP beside a hostile mix; requests/s and p99 into BENCHMARKS.md
+loadtest: venv ## Burst load: 1,000 pushes in bursts of 50 with 5% API failures, 300 over HTTP beside a hostile mix, 1,000 during an API outage then drained by the worker; into BENCHMARKS.md
 	mkdir -p $(BENCH_DIR)
-	QUAYHOOK_LOADTEST_OUT=$(abspath $(BENCH_DIR))/loadtest.json \
+	QUAYHOOK_LOADTEST_OUT=$(abspath $(BENCH_DIR))/loadtest.json QUAYHOOK_LOADTEST_OUTAGE_PUSHES=1000 \
 	  $(CARGO) test --release --locked --test loadtest -- --nocapture
 	$(CARGO) run --quiet --locked -p xtask -- machine --merge $(BENCH_DIR)/loadtest.json
 	$(REPORT)

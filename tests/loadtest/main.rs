@@ -6,6 +6,9 @@
 //! - `hostile`: 300 pushes in bursts of 30 over real sockets to `quayhook::serve::serve`, first
 //!   alone, then beside a hostile mix: slow heads, slow bodies, floods of unknown tokens with
 //!   2 MiB bodies, and one push with 100,000 distinct tags.
+//! - `outage`: pushes in bursts of 50 through the handler with a queue while the API server
+//!   drops every request, then 2 workers drain the queue: no non-2xx answer, no refresh lost
+//!   (its own checks, see `outage.rs`; 1,000 pushes in `make loadtest`, 200 in `cargo test`).
 //!
 //! After each run of valid deliveries:
 //! - every Warehouse that some push selected was refreshed (a PATCH the API server answered
@@ -15,7 +18,7 @@
 //! - every answer's refreshed/failed lists are exactly the Warehouses the push selects;
 //! - nothing panicked.
 //!
-//! Both take well under a minute together, so `make test` runs them too; `make loadtest` runs
+//! All take well under a minute together, so `make test` runs them too; `make loadtest` runs
 //! them in a release build and records requests/s and latency in BENCHMARKS.md through
 //! `QUAYHOOK_LOADTEST_OUT`. No timing is asserted. The runs never overlap (they share the
 //! machine's cores, and each one's latency is the measurement).
@@ -25,6 +28,7 @@ mod deliveries;
 mod fuzz_findings;
 mod hostile;
 mod http;
+mod outage;
 mod rig;
 
 use std::collections::BTreeSet;

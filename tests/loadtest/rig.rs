@@ -13,6 +13,7 @@ use kargo_match::warehouse::WarehouseKey;
 use quayhook::cluster::KubeConnector;
 use quayhook::config::Config;
 use quayhook::handler;
+use quayhook::queue::SqsQueue;
 use quayhook::secrets::SecretsManager;
 use quayhook::state::State;
 use serde_json::{Value, json};
@@ -33,6 +34,8 @@ pub(crate) struct Observed {
     pub(crate) requests: AtomicU64,
     /// Faults armed.
     pub(crate) injected: AtomicU64,
+    /// Every LIST and PATCH of Warehouses as it was recorded: when, and whether a PATCH.
+    pub(crate) timeline: Mutex<Vec<(Instant, bool)>>,
 }
 
 impl Observed {
@@ -120,9 +123,18 @@ impl Rig {
             kubeconfig_id,
         );
         let connector = KubeConnector::from_config(&config);
+        // `QUAYHOOK_QUEUE_URL` in `vars`: the durable path, on moto's SQS.
+        let queue = config
+            .queue
+            .as_ref()
+            .map(|q| SqsQueue::new(moto::sqs::client(), q.url.clone()));
+        let mut state = State::new(config, secrets, connector);
+        if let Some(queue) = queue {
+            state = state.with_queue(queue);
+        }
         let rig = Rig {
             api,
-            state: Arc::new(State::new(config, secrets, connector)),
+            state: Arc::new(state),
             tokens,
             observed: Arc::new(Observed::default()),
             failing: Arc::new(AtomicBool::new(false)),
@@ -158,6 +170,13 @@ impl Rig {
         ];
         self.api.on_request(move |r| {
             let n = observed.requests.fetch_add(1, Ordering::SeqCst) + 1;
+            if r.resource == "warehouses" && (r.verb == "list" || r.verb == "patch") {
+                observed
+                    .timeline
+                    .lock()
+                    .unwrap()
+                    .push((Instant::now(), r.verb == "patch"));
+            }
             if r.verb == "patch"
                 && r.status == 200
                 && let (Some(ns), Some(name)) = (&r.namespace, &r.name)

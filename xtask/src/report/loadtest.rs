@@ -1,5 +1,5 @@
 //! The burst-load section of BENCHMARKS.md, from `loadtest.json` (tests/loadtest): the clean
-//! burst, then, when the file has them, the hostile-mix figures beside it.
+//! burst, then, when the file has them, the hostile-mix figures beside it and the outage run.
 //!
 //! Pure: formats a result file already read.
 
@@ -58,6 +58,63 @@ pub(super) fn section(l: &Value) -> String {
     s += &format!(
         "\n- Nothing lost, no needless 5xx, no panic: {}.\n",
         verdict(l["lost"] == 0 && l["panics"] == 0 && hostile_clean)
+    );
+    if l["outage"].is_object() {
+        s += &outage(&l["outage"]);
+    }
+    s
+}
+
+/// The outage run: pushes queued while the API server is down, then the queue drained.
+fn outage(o: &Value) -> String {
+    let mut s = format!(
+        "\n### Outage\n\n{} pushes in bursts of {} through the Lambda handler with the durable \
+         path on (a moto SQS queue, `QUAYHOOK_REQUEST_TIMEOUT=2s`), while the API server drops \
+         every request for the whole push phase. That phase stands for an outage longer than \
+         Quay's whole retry window (5 attempts about 30 s apart, about 2.5 min): no delivery is \
+         answered non-2xx, so Quay never retries and the outage's length changes nothing the \
+         receiver sees. Then the API server recovers and {} concurrent workers (the template's \
+         `WorkerMaxConcurrency`) drain the queue as the SQS event source does: receive up to 10, \
+         `worker::run`, delete what succeeded. A refresh is lost when a Warehouse some push \
+         selected does not end with a refresh annotation newer than the outage's start. The \
+         request rates are the API server's own counts per 1 s window during recovery. The \
+         test asserts the two 0 targets, an empty dead-letter queue and no panic; never the \
+         timing.\n\n",
+        n(&o["pushes"]),
+        n(&o["burst"]),
+        n(&o["workers"]),
+    );
+    s += "| figure | value |\n|---|---:|\n";
+    for (k, label) in [
+        ("non_2xx", "answers Quay would retry (non-2xx)"),
+        ("queued_messages", "messages queued (202)"),
+        ("warehouses_selected", "Warehouses some push selected"),
+        ("lost", "refreshes lost"),
+        ("dead_lettered", "messages dead-lettered"),
+        ("push_seconds", "wall time of the pushes (s)"),
+        ("p50_ms", "p50 latency during the outage (ms)"),
+        ("max_ms", "max latency during the outage (ms)"),
+        ("worker_invocations", "worker invocations"),
+        (
+            "recovery_to_last_refresh_seconds",
+            "recovery to the last refresh (s)",
+        ),
+        ("peak_list_per_second", "most LISTs in 1 s during recovery"),
+        (
+            "peak_patch_per_second",
+            "most PATCHes in 1 s during recovery",
+        ),
+        ("recovery_lists", "LISTs during recovery"),
+        ("recovery_patches", "PATCHes during recovery"),
+    ] {
+        s += &format!("| {label} | {} |\n", f1(&o[k]));
+    }
+    s += &format!("| statuses | `{}` |\n", o["statuses"]);
+    s += &format!(
+        "\n- Outage: no answer Quay would retry (target 0): {}.\n\
+         - Outage: no refresh lost after recovery (target 0): {}.\n",
+        verdict(o["non_2xx"] == 0),
+        verdict(o["lost"] == 0),
     );
     s
 }
@@ -248,5 +305,33 @@ mod tests {
         assert!(s.contains("**MET**"));
         l["hostile"]["beside"]["lost"] = json!(1);
         assert!(section(&l).contains("**MISSED**"));
+    }
+
+    #[test]
+    fn the_outage_table_follows_with_its_two_targets() {
+        let mut l = clean();
+        l["outage"] = json!({
+            "pushes": 1000, "burst": 50, "workers": 2, "non_2xx": 0, "lost": 0,
+            "queued_messages": 800, "recovery_to_last_refresh_seconds": 2.5,
+            "peak_list_per_second": 3, "peak_patch_per_second": 400, "statuses": {"202": 1000},
+        });
+        let s = section(&l);
+        assert!(
+            s.contains("### Outage\n\n1000 pushes in bursts of 50"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| most PATCHes in 1 s during recovery | 400 |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("- Outage: no answer Quay would retry (target 0): **MET**."),
+            "{s}"
+        );
+        l["outage"]["lost"] = json!(2);
+        assert!(
+            section(&l)
+                .contains("- Outage: no refresh lost after recovery (target 0): **MISSED**."),
+        );
     }
 }
