@@ -48,6 +48,10 @@ fmt: ## Format the code
 demo: venv ## Run the whole flow locally: moto + local API server + quayhook serve, post a recorded push
 	RUN_DIR=$(RUN_DIR) VENV=$(VENV) CARGO=$(CARGO) tools/demo.sh
 
+.PHONY: demo-outage
+demo-outage: venv ## The durable path locally: cluster API down -> 202 queued; back up -> the worker refreshes
+	$(CARGO) run --quiet --locked --example outage-demo
+
 .PHONY: clean
 clean: ## Remove build outputs and the venvs
 	$(CARGO) clean
