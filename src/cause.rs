@@ -72,6 +72,32 @@ impl fmt::Display for Chain<'_> {
     }
 }
 
+/// serde_json's error reduced to what names a field, never a value: a syntax error gives its
+/// position, `unknown field` and `missing field` are kept (they name a field), and any other
+/// data error (`invalid type: integer `7``, which may quote a value) says only that a field has
+/// the wrong type. Positions are given when the input was text (serde_json reports line 0 for
+/// a `Value`).
+pub fn serde_reason(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let at = if e.line() > 0 {
+        format!(" (line {}, column {})", e.line(), e.column())
+    } else {
+        String::new()
+    };
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => format!("not valid JSON{at}"),
+        Category::Data => {
+            let text = e.to_string();
+            if text.starts_with("unknown field") || text.starts_with("missing field") {
+                let field = text.split(", expected").next().unwrap_or(&text);
+                field.split(" at line").next().unwrap_or(field).to_owned()
+            } else {
+                format!("a field has the wrong type{at}")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +126,32 @@ mod tests {
         struct Wrapper(#[source] std::io::Error);
         let w = Wrapper(std::io::Error::other("disk"));
         assert_eq!(Chain(&w).to_string(), "wrapper: disk");
+    }
+
+    #[test]
+    fn serde_reasons_name_fields_never_values() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct S {
+            a: String,
+        }
+        let text = |t: &str| serde_reason(&serde_json::from_str::<S>(t).unwrap_err());
+        let value =
+            |v: serde_json::Value| serde_reason(&serde_json::from_value::<S>(v).unwrap_err());
+        assert_eq!(text("{"), "not valid JSON (line 1, column 1)");
+        assert_eq!(
+            text(r#"{"a":7}"#),
+            "a field has the wrong type (line 1, column 6)"
+        );
+        assert_eq!(text("{}"), "missing field `a`");
+        assert_eq!(text(r#"{"a":"x","secret":1}"#), "unknown field `secret`");
+        assert_eq!(
+            value(serde_json::json!({"a": 7})),
+            "a field has the wrong type"
+        );
+        assert_eq!(value(serde_json::json!({})), "missing field `a`");
+        assert!(!text(r#"{"a":1234567}"#).contains("1234567"));
     }
 
     #[test]

@@ -200,7 +200,7 @@ impl Message {
             return Err(MessageError::Version { found });
         }
         serde_json::from_value(value).map_err(|e| MessageError::Malformed {
-            reason: field_reason(&e),
+            reason: crate::cause::serde_reason(&e),
         })
     }
 
@@ -250,17 +250,6 @@ impl Message {
 
 fn encoded_len<T: Serialize>(value: &T) -> usize {
     serde_json::to_string(value).map_or(usize::MAX / 2, |t| t.len())
-}
-
-/// serde's message reduced to what names a field: `missing field "x"` is kept, a type error
-/// (which may quote a value) says only that some field has the wrong type.
-fn field_reason(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    if text.starts_with("missing field") {
-        text.split(" at line").next().unwrap_or(&text).to_owned()
-    } else {
-        "a field has the wrong type".to_owned()
-    }
 }
 
 #[cfg(test)]

@@ -114,7 +114,7 @@ pub fn parse_receiver(source: &str, text: &str) -> Result<ReceiverSecret, Secret
     let raw: ReceiverJson = serde_json::from_str(text).map_err(|e| {
         // serde's messages name fields and positions; values never appear for these types
         // except in "invalid type" errors, which quote only non-string scalars.
-        malformed(redact_serde(&e))
+        malformed(crate::cause::serde_reason(&e))
     })?;
     if raw.receiver.is_empty() {
         return Err(malformed("receiver is empty".into()));
@@ -129,29 +129,6 @@ pub fn parse_receiver(source: &str, text: &str) -> Result<ReceiverSecret, Secret
         secret: raw.secret,
         previous_secret: raw.previous_secret.filter(|s| !s.expose().is_empty()),
     })
-}
-
-fn redact_serde(e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            format!("not valid JSON (line {}, column {})", e.line(), e.column())
-        }
-        // `unknown field`/`missing field` name a field (never a value): keep those. Other data
-        // errors ("invalid type: integer `7`") may quote a value, so say only where.
-        Category::Data => {
-            let text = e.to_string();
-            if text.starts_with("unknown field") || text.starts_with("missing field") {
-                text.split(", expected").next().unwrap_or(&text).to_owned()
-            } else {
-                format!(
-                    "a field has the wrong type (line {}, column {})",
-                    e.line(),
-                    e.column()
-                )
-            }
-        }
-    }
 }
 
 /// Where receiver secrets and the kubeconfig are read from.

@@ -114,7 +114,7 @@ impl ImageAction {
         }
         let event: ImageAction =
             serde_json::from_value(payload).map_err(|e| ReadError::Malformed {
-                reason: field_reason(&e),
+                reason: crate::cause::serde_reason(&e),
             })?;
         if event.account.len() != 12 || !event.account.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ReadError::Account);
@@ -245,16 +245,6 @@ fn short(value: &str) -> String {
         "(other)".to_owned()
     } else {
         kept
-    }
-}
-
-/// serde's message reduced to what names a field (a type error may quote a value).
-fn field_reason(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    if text.starts_with("missing field") {
-        text.split(" at line").next().unwrap_or(&text).to_owned()
-    } else {
-        "a field has the wrong type".to_owned()
     }
 }
 

@@ -23,7 +23,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, bail};
-use base64::Engine as _;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::Secret;
 use kargo_match::token::{SecretString, receiver_token};
@@ -36,7 +35,7 @@ use quayhook::secrets::{ReceiverSecret, Receivers, SecretSource, SecretsError, S
 use quayhook::state::State;
 use quayhook_testkit::apiserver::{Alpn, ApiServer};
 use quayhook_testkit::events::{delivery, push};
-use quayhook_testkit::fixtures::{QUAY_REPO, wh};
+use quayhook_testkit::fixtures::QUAY_REPO;
 use quayhook_testkit::moto;
 use quayhook_testkit::proxy::{Options as ProxyOptions, Proxy};
 use serde_json::{Value, json};
@@ -145,32 +144,6 @@ impl Kargo {
         }
         Ok(())
     }
-}
-
-/// The benchmark's objects in `ns`: `n` Warehouses on [`QUAY_REPO`], 10 elsewhere, and the
-/// Secret Kargo's receiver reads.
-fn objects(ns: &str, n: usize) -> Vec<Value> {
-    let mut out: Vec<Value> = (0..n)
-        .map(|i| {
-            wh(ns, &format!("wh-{i:03}"))
-                .image(QUAY_REPO, json!({}))
-                .json()
-        })
-        .collect();
-    for i in 0..10 {
-        let repo = format!("quay.io/mynamespace/other-{i}");
-        out.push(
-            wh(ns, &format!("other-{i:02}"))
-                .image(&repo, json!({}))
-                .json(),
-        );
-    }
-    out.push(json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "namespace": ns, "name": "quay-receiver" },
-        "data": { "secret": base64::engine::general_purpose::STANDARD.encode("kargo-secret") }
-    }));
-    out
 }
 
 /// Points a kubeconfig's clusters at `proxy`, keeping TLS verification against the original
@@ -284,7 +257,7 @@ impl Target {
     async fn local(alpn: Alpn, namespaces: &[String]) -> anyhow::Result<Target> {
         let api = ApiServer::start_with(alpn).await;
         for (ns, n) in namespaces.iter().zip(SIZES) {
-            for obj in objects(ns, n) {
+            for obj in crate::roundtrips::objects(ns, n) {
                 api.apply(obj);
             }
         }
@@ -651,7 +624,7 @@ async fn create(admin: &kube::Client, ns: &str, n: usize) -> anyhow::Result<()> 
         )
         .await
         .context("namespace")?;
-    for obj in objects(ns, n) {
+    for obj in crate::roundtrips::objects(ns, n) {
         let name = obj["metadata"]["name"]
             .as_str()
             .unwrap_or_default()

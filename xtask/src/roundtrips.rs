@@ -110,7 +110,7 @@ impl Samples {
 /// The objects of the benchmark in namespace `ns`: `n` Warehouses subscribed to
 /// [`QUAY_REPO`], 10 subscribed elsewhere, and the Secret Kargo's receiver reads on every
 /// request.
-fn objects(ns: &str, n: usize) -> Vec<Value> {
+pub(crate) fn objects(ns: &str, n: usize) -> Vec<Value> {
     let mut objects: Vec<Value> = (0..n)
         .map(|i| {
             wh(ns, &format!("wh-{i:03}"))
