@@ -345,13 +345,7 @@ async fn refresh_push<S: SecretSource, C: Connector>(
                 outcome.cause = Some(cause);
                 Disposition::Queued
             } else {
-                for (selected, e) in &retry {
-                    let cause = Chain(e).to_string();
-                    outcome.failed.push(WarehouseOut::failed(selected, &cause));
-                }
-                outcome
-                    .failed
-                    .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+                outcome.fail_all(&retry);
                 answer.reason = Some(cause);
                 Disposition::Retry
             }

@@ -460,13 +460,7 @@ async fn queue_warehouses(
             // A long list may have been queued in part; the worker refreshing those again
             // is harmless, and this answer must not claim what it cannot show.
             tracing::error!(cause = %Chain(&q), warehouses = keys.len(), "cannot queue the failed refreshes; answering as without a queue");
-            for (selected, e) in &retry {
-                let cause = Chain(e).to_string();
-                outcome.failed.push(WarehouseOut::failed(selected, &cause));
-            }
-            outcome
-                .failed
-                .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            outcome.fail_all(&retry);
         }
     }
 }

@@ -265,6 +265,17 @@ fn clipped(items: &[String]) -> (Vec<Cow<'_, str>>, usize) {
 }
 
 impl Outcome {
+    /// Records selected Warehouses whose refresh failed, with why, keeping `failed` sorted by
+    /// namespace and name.
+    pub fn fail_all<E: std::error::Error + 'static>(&mut self, failures: &[(&Selected, E)]) {
+        for (selected, e) in failures {
+            let cause = crate::cause::Chain(e).to_string();
+            self.failed.push(WarehouseOut::failed(selected, &cause));
+        }
+        self.failed
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    }
+
     /// Whether no Warehouse's refresh failed for good (queued ones may still be pending).
     pub fn succeeded(&self) -> bool {
         self.failed.is_empty()
