@@ -13,7 +13,6 @@ use kargo_match::warehouse::WarehouseKey;
 use quayhook::cluster::KubeConnector;
 use quayhook::config::Config;
 use quayhook::handler;
-use quayhook::queue::SqsQueue;
 use quayhook::secrets::SecretsManager;
 use quayhook::state::State;
 use serde_json::{Value, json};
@@ -124,14 +123,7 @@ impl Rig {
         );
         let connector = KubeConnector::from_config(&config);
         // `QUAYHOOK_QUEUE_URL` in `vars`: the durable path, on moto's SQS.
-        let queue = config
-            .queue
-            .as_ref()
-            .map(|q| SqsQueue::new(moto::sqs::client(), q.url.clone()));
-        let mut state = State::new(config, secrets, connector);
-        if let Some(queue) = queue {
-            state = state.with_queue(queue);
-        }
+        let state = moto::sqs::state(config, secrets, connector);
         let rig = Rig {
             api,
             state: Arc::new(state),

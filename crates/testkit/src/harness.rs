@@ -13,7 +13,6 @@ use lambda_http::Body;
 use quayhook::cluster::KubeConnector;
 use quayhook::config::Config;
 use quayhook::handler;
-use quayhook::queue::SqsQueue;
 use quayhook::secrets::SecretsManager;
 use quayhook::state::State;
 use serde_json::{Value, json};
@@ -147,14 +146,7 @@ impl Harness {
         );
         let connector = KubeConnector::from_config(&config);
         // `QUAYHOOK_QUEUE_URL` in `env`: the durable path, on moto's SQS.
-        let queue = config
-            .queue
-            .as_ref()
-            .map(|q| SqsQueue::new(moto::sqs::client(), q.url.clone()));
-        let mut state = State::new(config, secrets, connector);
-        if let Some(queue) = queue {
-            state = state.with_queue(queue);
-        }
+        let state = moto::sqs::state(config, secrets, connector);
         let h = Harness {
             state,
             api,

@@ -205,3 +205,25 @@ pub async fn depth(client: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
         count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
     )
 }
+
+/// quayhook's state over `secrets` and `connector`, with the durable path on moto's SQS when
+/// the configuration names a queue (`QUAYHOOK_QUEUE_URL`).
+pub fn state<S, C>(
+    config: quayhook::config::Config,
+    secrets: S,
+    connector: C,
+) -> quayhook::state::State<S, C>
+where
+    S: quayhook::secrets::SecretSource,
+    C: quayhook::cluster::Connector,
+{
+    let queue = config
+        .queue
+        .as_ref()
+        .map(|q| quayhook::queue::SqsQueue::new(client(), q.url.clone()));
+    let state = quayhook::state::State::new(config, secrets, connector);
+    match queue {
+        Some(queue) => state.with_queue(queue),
+        None => state,
+    }
+}
