@@ -8,9 +8,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use kargo_match::constraint::{Constraints, Version};
-use kargo_match::index::{Index, candidate_urls};
+use kargo_match::index::{Index, IndexBuilder, candidate_urls};
 use kargo_match::quay::Push;
 use kargo_match::token::{ReceiverId, SecretString, TokenSet, receiver_token};
 use kargo_match::urls::{normalize_chart, normalize_image};
@@ -125,20 +125,37 @@ fn index(c: &mut Criterion) {
     let mut g = c.benchmark_group("index");
     for n in SIZES {
         let objs = objects(n);
-        // What a list does after the bytes arrive: decode the page, then build.
-        let page = Value::Array(objs.clone()).to_string();
-        g.bench_with_input(BenchmarkId::new("build_from_page", n), &page, |b, p| {
-            b.iter(|| {
-                let listed: Vec<ListedWarehouse> = serde_json::from_str(p).expect("page");
-                black_box(Index::from_listed(listed))
-            })
-        });
+        // What a list does after the bytes arrive: decode each page of 500 (the default
+        // `QUAYHOOK_LIST_PAGE_SIZE`) and hand it to the builder, as `cluster::list_index` does.
+        let pages: Vec<String> = objs
+            .chunks(500)
+            .map(|c| Value::Array(c.to_vec()).to_string())
+            .collect();
+        g.bench_with_input(
+            BenchmarkId::new("build_from_pages", n),
+            &pages,
+            |b, pages| {
+                b.iter(|| {
+                    let mut builder = IndexBuilder::new();
+                    for p in pages {
+                        let listed: Vec<ListedWarehouse> = serde_json::from_str(p).expect("page");
+                        builder.extend(listed);
+                    }
+                    black_box(builder.finish())
+                })
+            },
+        );
         let parsed: Vec<Warehouse> = objs
             .iter()
             .map(|o| Warehouse::deserialize(o).expect("warehouse"))
             .collect();
         g.bench_with_input(BenchmarkId::new("build_from_parsed", n), &parsed, |b, p| {
-            b.iter(|| black_box(Index::build(p.clone(), Vec::new())))
+            // The clone of the input is set-up, outside the timing.
+            b.iter_batched(
+                || p.clone(),
+                |p| black_box(Index::build(p, Vec::new())),
+                BatchSize::LargeInput,
+            )
         });
     }
     g.finish();

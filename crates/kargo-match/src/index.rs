@@ -1,6 +1,6 @@
 //! The subscription index and the refresh plan (reference §4.1, §5.1, §5.2, §5.8).
 //!
-//! Pure. [`Index::build`] does once what Kargo's field indexer does for its cache: every image
+//! Pure. [`Index::build`] (or [`IndexBuilder`], a list page at a time) does once what Kargo's field indexer does for its cache: every image
 //! and chart subscription's normalized URL points at its Warehouse, with the subscription's
 //! [`Selector`] compiled up front. [`Index::plan`] then answers a push in time proportional to
 //! the number of subscribers of the pushed repository, whatever the size of the cluster.
@@ -9,10 +9,14 @@
 //! `host/path`, so they cannot match a Quay URL (§4.1). Generic subscriptions index nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::select::{Mismatch, Selector, SelectorError};
 use crate::urls::{RepoUrl, normalize_chart, normalize_image};
-use crate::warehouse::{ListedWarehouse, Subscription, Warehouse, WarehouseError, WarehouseKey};
+use crate::warehouse::{
+    ChartSubscription, ImageSubscription, ListedWarehouse, Subscription, Warehouse, WarehouseError,
+    WarehouseKey,
+};
 
 /// The repository URLs a push names: `docker_url` normalized as an image and as a chart,
 /// sorted, deduplicated, empty dropped (Kargo's `refreshWarehouses` step 1).
@@ -36,7 +40,8 @@ pub struct Unreadable {
 #[derive(Clone, Debug)]
 struct IndexedSubscription {
     url: RepoUrl,
-    selector: Result<Selector, SelectorError>,
+    /// Shared by every subscription of the index written the same way.
+    selector: Arc<Result<Selector, SelectorError>>,
 }
 
 #[derive(Clone, Debug)]
@@ -97,78 +102,164 @@ pub struct Invalid {
     pub error: SelectorError,
 }
 
-impl Index {
-    /// Builds the index from parsed Warehouses and the ones that did not parse.
-    ///
-    /// Duplicate keys keep the last occurrence. Selectors are compiled here, once, so a request
-    /// only evaluates them.
-    pub fn build(warehouses: Vec<Warehouse>, unreadable: Vec<Unreadable>) -> Index {
-        // Sorted by key, last occurrence of a key wins.
-        let by_key: BTreeMap<WarehouseKey, Warehouse> =
-            warehouses.into_iter().map(|w| (w.key.clone(), w)).collect();
+/// Builds an [`Index`] a part at a time: one list page after another, so only the page being
+/// read and the compiled index are alive, never the whole decoded list.
+///
+/// Each Warehouse is reduced to its key and its compiled subscriptions as it is added; a key
+/// added twice keeps the last one, as in a list read in order. Subscriptions written the same
+/// way (Warehouses of several stages or projects tracking one image alike) are normalized and
+/// compiled once and share the compiled selector.
+#[derive(Debug, Default)]
+pub struct IndexBuilder {
+    /// Sorted by key, last occurrence of a key wins.
+    entries: BTreeMap<WarehouseKey, Vec<IndexedSubscription>>,
+    unreadable: Vec<Unreadable>,
+    /// Items seen so far, for naming an unreadable item that has no name.
+    position: usize,
+    /// Every distinct image subscription seen, indexed (dropped by [`IndexBuilder::finish`]).
+    images: HashMap<ImageSubscription, IndexedSubscription>,
+    /// Every distinct chart subscription seen, indexed.
+    charts: HashMap<ChartSubscription, IndexedSubscription>,
+}
+
+impl IndexBuilder {
+    /// An empty builder.
+    pub fn new() -> IndexBuilder {
+        IndexBuilder::default()
+    }
+
+    /// Adds one parsed Warehouse, compiling its selectors.
+    pub fn add(&mut self, wh: Warehouse) {
+        self.position += 1;
+        let subscriptions = wh
+            .subscriptions
+            .into_iter()
+            .filter_map(|sub| match sub {
+                Subscription::Image(s) => {
+                    Some(indexed(&mut self.images, s, |s| IndexedSubscription {
+                        url: normalize_image(&s.repo_url),
+                        selector: Arc::new(Selector::for_image(s)),
+                    }))
+                }
+                Subscription::Chart(s) => {
+                    Some(indexed(&mut self.charts, s, |s| IndexedSubscription {
+                        url: normalize_chart(&s.repo_url),
+                        selector: Arc::new(Selector::for_chart(s)),
+                    }))
+                }
+                Subscription::Git { .. } | Subscription::Generic { .. } => None,
+            })
+            .collect();
+        self.entries.insert(wh.key, subscriptions);
+    }
+
+    /// Adds one decoded list item: a [`ListedWarehouse::Readable`] is indexed, an
+    /// [`ListedWarehouse::Unreadable`] lands in [`Index::unreadable`], named `namespace/name`
+    /// (or by its position in the whole list when the metadata had no name).
+    pub fn add_listed(&mut self, item: ListedWarehouse) {
+        match item {
+            ListedWarehouse::Readable(wh) => self.add(wh),
+            ListedWarehouse::Unreadable {
+                namespace,
+                name,
+                error,
+            } => {
+                let name = match (namespace, name) {
+                    (Some(ns), Some(name)) => format!("{ns}/{name}"),
+                    (None, Some(name)) => name,
+                    (_, None) => format!("item {} of the list", self.position),
+                };
+                self.position += 1;
+                self.unreadable.push(Unreadable { name, error });
+            }
+        }
+    }
+
+    /// Adds a Warehouse that could not be read.
+    pub fn add_unreadable(&mut self, unreadable: Unreadable) {
+        self.position += 1;
+        self.unreadable.push(unreadable);
+    }
+
+    /// Warehouses added so far (readable ones, duplicates counted once).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no readable Warehouse was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The index of everything added.
+    pub fn finish(self) -> Index {
         let mut by_url: HashMap<RepoUrl, Vec<usize>> = HashMap::new();
-        let entries: Vec<Entry> = by_key
-            .into_values()
+        let entries: Vec<Entry> = self
+            .entries
+            .into_iter()
             .enumerate()
-            .map(|(pos, wh)| {
-                let subscriptions: Vec<IndexedSubscription> = wh
-                    .subscriptions
-                    .iter()
-                    .filter_map(|sub| match sub {
-                        Subscription::Image(s) => Some(IndexedSubscription {
-                            url: normalize_image(&s.repo_url),
-                            selector: Selector::for_image(s),
-                        }),
-                        Subscription::Chart(s) => Some(IndexedSubscription {
-                            url: normalize_chart(&s.repo_url),
-                            selector: Selector::for_chart(s),
-                        }),
-                        Subscription::Git { .. } | Subscription::Generic { .. } => None,
-                    })
-                    .collect();
+            .map(|(pos, (key, subscriptions))| {
                 for sub in &subscriptions {
                     let list = by_url.entry(sub.url.clone()).or_default();
                     if list.last() != Some(&pos) {
                         list.push(pos);
                     }
                 }
-                Entry {
-                    key: wh.key,
-                    subscriptions,
-                }
+                Entry { key, subscriptions }
             })
             .collect();
         Index {
             entries,
             by_url,
-            unreadable,
+            unreadable: self.unreadable,
         }
     }
+}
 
-    /// Builds the index from a decoded Warehouse list, in list order; the items that are
-    /// [`ListedWarehouse::Unreadable`] land in [`Index::unreadable`], named `namespace/name`
-    /// (or by their position in the list when the metadata had no name).
-    pub fn from_listed(items: impl IntoIterator<Item = ListedWarehouse>) -> Index {
-        let mut warehouses = Vec::new();
-        let mut unreadable = Vec::new();
-        for (pos, item) in items.into_iter().enumerate() {
-            match item {
-                ListedWarehouse::Readable(wh) => warehouses.push(wh),
-                ListedWarehouse::Unreadable {
-                    namespace,
-                    name,
-                    error,
-                } => unreadable.push(Unreadable {
-                    name: match (namespace, name) {
-                        (Some(ns), Some(name)) => format!("{ns}/{name}"),
-                        (None, Some(name)) => name,
-                        (_, None) => format!("item {pos} of the list"),
-                    },
-                    error,
-                }),
-            }
+/// The indexed form of `sub`, built by `build` the first time this subscription is seen.
+fn indexed<S: std::hash::Hash + Eq>(
+    seen: &mut HashMap<S, IndexedSubscription>,
+    sub: S,
+    build: impl FnOnce(&S) -> IndexedSubscription,
+) -> IndexedSubscription {
+    if let Some(done) = seen.get(&sub) {
+        return done.clone();
+    }
+    let done = build(&sub);
+    seen.insert(sub, done.clone());
+    done
+}
+
+impl Extend<ListedWarehouse> for IndexBuilder {
+    fn extend<I: IntoIterator<Item = ListedWarehouse>>(&mut self, items: I) {
+        for item in items {
+            self.add_listed(item);
         }
-        Index::build(warehouses, unreadable)
+    }
+}
+
+impl Index {
+    /// Builds the index from parsed Warehouses and the ones that did not parse.
+    ///
+    /// Duplicate keys keep the last occurrence. Selectors are compiled here, once, so a request
+    /// only evaluates them.
+    pub fn build(warehouses: Vec<Warehouse>, unreadable: Vec<Unreadable>) -> Index {
+        let mut builder = IndexBuilder::new();
+        for wh in warehouses {
+            builder.add(wh);
+        }
+        for u in unreadable {
+            builder.add_unreadable(u);
+        }
+        builder.finish()
+    }
+
+    /// Builds the index from a decoded Warehouse list, in list order (see
+    /// [`IndexBuilder::add_listed`]); [`IndexBuilder`] does the same a page at a time.
+    pub fn from_listed(items: impl IntoIterator<Item = ListedWarehouse>) -> Index {
+        let mut builder = IndexBuilder::new();
+        builder.extend(items);
+        builder.finish()
     }
 
     /// Number of Warehouses indexed (readable ones).
@@ -306,7 +397,7 @@ fn evaluate<'a>(entry: &'a Entry, urls: &[RepoUrl], tags: &'a [String]) -> Verdi
     let mut seen = HashSet::new();
     for url in urls {
         for sub in entry.subscriptions.iter().filter(|s| &s.url == url) {
-            let selector = match &sub.selector {
+            let selector = match &*sub.selector {
                 Ok(selector) => selector,
                 Err(error) => return Verdict::Invalid(error),
             };
@@ -554,6 +645,55 @@ mod tests {
         );
     }
 
+    #[test]
+    fn subscriptions_written_alike_share_one_compiled_selector() {
+        let w = |ns: &str, constraint: &str| {
+            Wh::new(ns, "w")
+                .image(QUAY, |s| s.constraint = constraint.into())
+                .0
+        };
+        let idx = Index::build(
+            vec![w("p", "^1.0.0"), w("q", "^1.0.0"), w("r", "^2.0.0")],
+            Vec::new(),
+        );
+        let selector = |i: usize| &idx.entries[i].subscriptions[0].selector;
+        assert!(Arc::ptr_eq(selector(0), selector(1)));
+        assert!(!Arc::ptr_eq(selector(0), selector(2)));
+        let tags = ["1.5.0".to_owned()];
+        let refreshed: Vec<String> = idx
+            .plan(None, &candidate_urls(QUAY), &tags)
+            .refresh
+            .iter()
+            .map(|s| s.key.to_string())
+            .collect();
+        assert_eq!(refreshed, ["p/w", "q/w"]);
+    }
+
+    #[test]
+    fn a_list_read_page_by_page_names_unreadable_items_by_their_place_in_the_whole_list() {
+        let items: Vec<ListedWarehouse> = serde_json::from_str(
+            &serde_json::json!([
+                {"metadata": {"namespace": "p", "name": "a"},
+                 "spec": {"subscriptions": [{"image": {"repoURL": QUAY}}]}},
+                1,
+                {"metadata": {"namespace": "p", "name": "b"},
+                 "spec": {"subscriptions": [{"image": {"repoURL": QUAY}}]}},
+                2,
+            ])
+            .to_string(),
+        )
+        .unwrap();
+        let mut builder = IndexBuilder::new();
+        let mut items = items.into_iter();
+        builder.extend(items.by_ref().take(2));
+        assert_eq!(builder.len(), 1);
+        builder.extend(items);
+        let idx = builder.finish();
+        assert_eq!(idx.len(), 2);
+        let names: Vec<_> = idx.unreadable().iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["item 1 of the list", "item 3 of the list"]);
+    }
+
     fn arb_warehouse() -> impl Strategy<Value = Warehouse> {
         let url = prop::sample::select(vec![
             "quay.io/a/b",
@@ -591,6 +731,29 @@ mod tests {
     }
 
     proptest! {
+        /// Building page by page, whatever the page size, gives the index of the whole list:
+        /// the same plan for every push (a key listed twice keeps its last occurrence).
+        #[test]
+        fn pages_build_the_index_of_the_whole_list(
+            whs in prop::collection::vec(arb_warehouse(), 0..30),
+            page in 1usize..7,
+            push in prop::sample::select(vec!["quay.io/a/b", "x", "docker.io/x"]),
+            tag in prop::sample::select(vec!["1.0.0", "v2.1.0", "latest"]),
+        ) {
+            let whole = Index::build(whs.clone(), Vec::new());
+            let mut builder = IndexBuilder::new();
+            for chunk in whs.chunks(page) {
+                builder.extend(chunk.iter().cloned().map(ListedWarehouse::Readable));
+            }
+            let paged = builder.finish();
+            prop_assert_eq!(paged.len(), whole.len());
+            prop_assert_eq!(paged.urls(), whole.urls());
+            let urls = candidate_urls(push);
+            for tags in [vec![], vec![tag.to_owned()]] {
+                prop_assert_eq!(paged.plan(None, &urls, &tags), whole.plan(None, &urls, &tags));
+            }
+        }
+
         /// The index answers exactly what a linear walk of Kargo's `shouldRefresh` answers.
         #[test]
         fn plan_agrees_with_a_linear_scan(

@@ -132,6 +132,11 @@ static NON_PRINTABLE: LazyLock<Regex> = LazyLock::new(|| {
 /// assert_eq!(sanitize("https://example.com/ myrepo"), "https://example.com/ myrepo");
 /// ```
 pub fn sanitize(s: &str) -> String {
+    // Printable ASCII (U+0020..=U+007E) is all L, N, P, S or the space: nothing to remove,
+    // and the space is the only white space left to trim. The common case, without the regex.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return s.trim_matches(' ').to_owned();
+    }
     NON_PRINTABLE
         .replace_all(s, "")
         .trim_matches(char::is_whitespace)
@@ -144,6 +149,10 @@ pub fn sanitize(s: &str) -> String {
 /// with dot above: Go gives `i`, the full mapping `i` + U+0307). Rust's `str::to_lowercase` would
 /// also apply the final-sigma rule, which Go does not.
 fn go_to_lower(s: &str) -> String {
+    if s.is_ascii() {
+        // Both mappings agree on ASCII.
+        return s.to_ascii_lowercase();
+    }
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c == '\u{130}' {
@@ -1126,6 +1135,26 @@ mod tests {
     }
 
     proptest! {
+        /// The printable-ASCII fast paths of `sanitize` and `go_to_lower` answer what the
+        /// general paths answer.
+        #[test]
+        fn fast_paths_agree_with_the_general_ones(
+            s in prop_oneof!["[ -~]{0,24}", "[ -~\t\n\u{a0}\u{130}\u{200b}\u{feff}É]{0,24}"],
+        ) {
+            let general = NON_PRINTABLE
+                .replace_all(&s, "")
+                .trim_matches(char::is_whitespace)
+                .to_owned();
+            prop_assert_eq!(sanitize(&s), general);
+            let lower: String = s
+                .chars()
+                .flat_map(|c| {
+                    if c == '\u{130}' { vec!['i'] } else { c.to_lowercase().collect() }
+                })
+                .collect();
+            prop_assert_eq!(go_to_lower(&s), lower);
+        }
+
         #[test]
         fn normalization_is_idempotent_on_reference_soup_except_documented_forms(s in reference_soup()) {
             let once = image(&s);

@@ -100,7 +100,7 @@ pub enum Subscription {
 ///
 /// Absent fields take the values Kargo's code sees for a Warehouse that bypassed the defaulting
 /// webhook: empty strategy (= SemVer) and `strictSemvers: false` (§4.3).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ImageSubscription {
     /// `repoURL`: the image repository.
@@ -133,7 +133,7 @@ pub struct ImageSubscription {
 }
 
 /// A `chart` subscription (Kargo `ChartSubscription`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ChartSubscription {
     /// `repoURL`: `https://…` for a classic repository, `oci://…` for an OCI one.
