@@ -19,10 +19,9 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::{Api, PostParams};
 
 use crate::cause::Chain;
-use crate::cluster::{KubeConnector, KubeStore, WarehouseStore, client_config};
+use crate::cluster::{KubeConnector, KubeStore, client_config, list_index};
 use crate::config::{Config, SecretsConfig};
 use crate::secrets::{ConfiguredSecrets, SecretSource};
-use kargo_match::index::Index;
 use kargo_match::warehouse::{GROUP, PLURAL};
 
 /// Runs every check and prints the report.
@@ -153,9 +152,8 @@ pub async fn run(config: &Config, secrets: &ConfiguredSecrets) -> anyhow::Result
                 failures.push(format!("the service account may not {verb} {PLURAL}.{GROUP} in {label}: grant it with deploy/rbac.sh"));
             }
         }
-        match store.list(ns, config.list_page_size).await {
-            Ok(listed) => {
-                let index = Index::from_listed(listed);
+        match list_index(&store, ns, config.list_page_size).await {
+            Ok(index) => {
                 println!(
                     "  {label}: {} warehouse(s), {} subscribed repositories",
                     index.len(),
@@ -254,11 +252,7 @@ async fn check_queue(client: &aws_sdk_sqs::Client, url: &str) -> Option<String> 
 /// An SQS client from the environment's AWS configuration (region, credentials,
 /// `AWS_ENDPOINT_URL`), with the Secrets Manager client's timeouts.
 pub async fn sqs_client() -> aws_sdk_sqs::Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(crate::secrets::sdk_timeouts())
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&sdk)
+    aws_sdk_sqs::Client::new(&crate::secrets::sdk_config().await)
 }
 
 /// One line for a failed SQS call: the service's error code and message (e.g.

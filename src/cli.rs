@@ -17,7 +17,7 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 
 use crate::cluster::{KubeConnector, client_config};
-use crate::config::Config;
+use crate::config::{Config, SecretsConfig};
 use crate::lambda;
 use crate::queue::SqsQueue;
 use crate::secrets::{ConfiguredSecrets, SecretSource, SecretsManager};
@@ -127,12 +127,24 @@ pub enum SecretCommand {
 /// When the configuration is invalid.
 pub async fn build_state() -> anyhow::Result<State<ConfiguredSecrets, KubeConnector>> {
     let config = Config::from_env().context("invalid configuration")?;
-    let secrets = ConfiguredSecrets::from_config(&config.secrets).await;
-    let connector = KubeConnector::from_config(&config);
-    let queue = match &config.queue {
-        Some(queue) => Some(SqsQueue::from_env(queue.url.clone()).await),
-        None => None,
+    // One SDK configuration, loaded once, for every AWS client (Secrets Manager, EKS, SQS);
+    // none when nothing uses AWS (local files and no queue).
+    let local = matches!(config.secrets, SecretsConfig::Files { .. }) && config.queue.is_none();
+    let sdk = if local {
+        None
+    } else {
+        Some(crate::secrets::sdk_config().await)
     };
+    let secrets = match &sdk {
+        Some(sdk) => ConfiguredSecrets::with_sdk(&config.secrets, sdk),
+        None => ConfiguredSecrets::from_config(&config.secrets).await,
+    };
+    let queue = config
+        .queue
+        .as_ref()
+        .zip(sdk.as_ref())
+        .map(|(queue, sdk)| SqsQueue::with_sdk(sdk, queue.url.clone()));
+    let connector = KubeConnector::from_config(&config);
     let state = State::new(config, secrets, connector);
     Ok(match queue {
         Some(queue) => state.with_queue(queue),
@@ -251,11 +263,7 @@ async fn run_url(base_url: &str, secret_ids: Vec<String>) -> anyhow::Result<()> 
 }
 
 async fn sm_client() -> aws_sdk_secretsmanager::Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(crate::secrets::sdk_timeouts())
-        .load()
-        .await;
-    aws_sdk_secretsmanager::Client::new(&sdk)
+    aws_sdk_secretsmanager::Client::new(&crate::secrets::sdk_config().await)
 }
 
 /// Creates the secret or, when it exists, writes a new version.

@@ -22,12 +22,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use kube::Resource;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind, ListMeta, Request};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
+use kargo_match::index::{Index, IndexBuilder};
 use kargo_match::token::SecretString;
 
 use crate::cause::{Cause, Chain};
@@ -134,23 +136,44 @@ impl From<kube::Error> for ClusterError {
     }
 }
 
+/// Receives a Warehouse list one decoded page at a time (see [`WarehouseStore::list`]).
+pub type PageSink<'a> = &'a mut (dyn FnMut(Vec<ListedWarehouse>) + Send);
+
+/// Lists `namespace` (all namespaces when `None`) into an [`Index`], page by page: at most one
+/// decoded page is alive beside the index being built.
+///
+/// # Errors
+/// The failing page's [`ClusterError`].
+pub async fn list_index<S: WarehouseStore + ?Sized>(
+    store: &S,
+    namespace: Option<&str>,
+    page_size: u32,
+) -> Result<Index, ClusterError> {
+    let mut builder = IndexBuilder::new();
+    store
+        .list(namespace, page_size, &mut |items| builder.extend(items))
+        .await?;
+    Ok(builder.finish())
+}
+
 /// Lists and refreshes Warehouses in one cluster.
 pub trait WarehouseStore: Send + Sync {
     /// Lists every Warehouse in `namespace` (all namespaces when `None`), following `continue`
-    /// tokens with pages of `page_size`.
+    /// tokens with pages of `page_size`, and hands each page to `page` as soon as it is
+    /// decoded, so a caller that indexes page by page never holds the whole list.
     ///
-    /// # Returns
-    /// The items in list order, each decoded or, when that one object is malformed,
-    /// [`ListedWarehouse::Unreadable`] with its decode error; a malformed Warehouse never fails
-    /// the list.
+    /// Each page's items are in list order, each decoded or, when that one object is
+    /// malformed, [`ListedWarehouse::Unreadable`] with its decode error; a malformed Warehouse
+    /// never fails the list.
     ///
     /// # Errors
-    /// The first failing page's [`ClusterError`].
+    /// The first failing page's [`ClusterError`] (the pages before it were handed over).
     fn list(
         &self,
         namespace: Option<&str>,
         page_size: u32,
-    ) -> impl Future<Output = Result<Vec<ListedWarehouse>, ClusterError>> + Send;
+        page: PageSink<'_>,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
     /// Applies a JSON merge patch (RFC 7386) to one Warehouse.
     ///
@@ -206,10 +229,6 @@ impl KubeStore {
     pub fn client(&self) -> &kube::Client {
         &self.client
     }
-
-    fn api(&self, namespace: &str) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), namespace, &self.resource)
-    }
 }
 
 impl WarehouseStore for KubeStore {
@@ -217,9 +236,9 @@ impl WarehouseStore for KubeStore {
         &self,
         namespace: Option<&str>,
         page_size: u32,
-    ) -> Result<Vec<ListedWarehouse>, ClusterError> {
+        sink: PageSink<'_>,
+    ) -> Result<(), ClusterError> {
         let request = Request::new(DynamicObject::url_path(&self.resource, namespace));
-        let mut out = Vec::new();
         let mut params = ListParams::default().limit(page_size);
         loop {
             let page: Page = once_more_if_dead(|| async {
@@ -229,18 +248,32 @@ impl WarehouseStore for KubeStore {
                 self.client.request(req).await
             })
             .await?;
-            out.extend(page.items.unwrap_or_default());
+            sink(page.items.unwrap_or_default());
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
-                None => return Ok(out),
+                None => return Ok(()),
             }
         }
     }
 
     async fn patch(&self, key: &WarehouseKey, patch: &Value) -> Result<(), ClusterError> {
-        let api = self.api(&key.namespace);
+        let request = Request::new(DynamicObject::url_path(
+            &self.resource,
+            Some(&key.namespace),
+        ));
         let (params, merge) = (PatchParams::default(), Patch::Merge(patch));
-        once_more_if_dead(|| api.patch(&key.name, &params, &merge)).await?;
+        once_more_if_dead(|| async {
+            let mut req = request
+                .patch(&key.name, &params, &merge)
+                .map_err(kube::Error::BuildRequest)?;
+            // The same tag `Api::patch` sets, for kube's tracing layer.
+            req.extensions_mut().insert("patch");
+            // The answer is the whole patched object and only its status matters: an error
+            // status is still decoded (kube reads it as a `Status`), a success body is skipped
+            // without building a tree of it.
+            self.client.request::<IgnoredAny>(req).await
+        })
+        .await?;
         Ok(())
     }
 }
@@ -629,6 +662,19 @@ mod tests {
             })
         }
 
+        /// Lists through `store`, keeping the pages as they were handed over.
+        async fn pages(
+            store: &KubeStore,
+            namespace: Option<&str>,
+            page_size: u32,
+        ) -> Result<Vec<Vec<ListedWarehouse>>, ClusterError> {
+            let mut pages = Vec::new();
+            store
+                .list(namespace, page_size, &mut |page| pages.push(page))
+                .await
+                .map(|()| pages)
+        }
+
         const PROJECT: &str = "/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/warehouses";
         // kube's request builder starts every query with `&` (`…/warehouses?&limit=2`), as
         // `Api::list` does; the API server ignores the empty pair.
@@ -661,10 +707,16 @@ mod tests {
                 )
                 .await;
             };
-            let listed = exchange(store.list(Some("kargo-demo"), 2), server)
+            let pages = exchange(pages(&store, Some("kargo-demo"), 2), server)
                 .await
                 .unwrap();
-            assert_eq!(listed.len(), 3, "an empty continue token ends the list");
+            let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+            assert_eq!(
+                sizes,
+                [2, 1],
+                "page by page; an empty continue token ends the list"
+            );
+            let listed = pages.concat();
             assert!(
                 matches!(&listed[0], ListedWarehouse::Readable(w) if w.key == WarehouseKey::new("kargo-demo", "a") && w.subscriptions.len() == 1)
             );
@@ -694,7 +746,10 @@ mod tests {
                 )
                 .await;
             };
-            let listed = exchange(store.list(None, 500), server).await.unwrap();
+            let listed = exchange(pages(&store, None, 500), server)
+                .await
+                .unwrap()
+                .concat();
             assert!(
                 matches!(&listed[..], [ListedWarehouse::Readable(w)] if w.key == WarehouseKey::new("p", "w"))
             );
@@ -714,7 +769,9 @@ mod tests {
                 )
                 .await;
             };
-            let listed = exchange(store.list(Some("kargo-demo"), 5), server).await;
+            let listed = exchange(pages(&store, Some("kargo-demo"), 5), server)
+                .await
+                .map(|p| p.concat());
             assert_eq!(listed, Ok(Vec::new()));
         }
 
@@ -778,7 +835,9 @@ mod tests {
                 )
                 .await;
             };
-            let listed = exchange(store.list(Some("kargo-demo"), 10), server).await;
+            let listed = exchange(pages(&store, Some("kargo-demo"), 10), server)
+                .await
+                .map(|p| p.concat());
             assert_eq!(
                 listed,
                 Err(ClusterError::Throttled {
@@ -824,7 +883,9 @@ mod tests {
                 fail(&mut handle, reset()).await;
                 fail(&mut handle, reset()).await;
             };
-            let listed = exchange(store.list(Some("kargo-demo"), 5), server).await;
+            let listed = exchange(pages(&store, Some("kargo-demo"), 5), server)
+                .await
+                .map(|p| p.concat());
             assert!(
                 matches!(listed, Err(ClusterError::Transport(_))),
                 "{listed:?}"

@@ -83,11 +83,13 @@ impl SqsQueue {
     /// `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_SQS`), with the same timeouts as the Secrets
     /// Manager client ([`crate::secrets::sdk_timeouts`]).
     pub async fn from_env(url: impl Into<String>) -> Self {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(crate::secrets::sdk_timeouts())
-            .load()
-            .await;
-        Self::new(aws_sdk_sqs::Client::new(&sdk), url)
+        Self::with_sdk(&crate::secrets::sdk_config().await, url)
+    }
+
+    /// A client for `url` on an SDK configuration already loaded
+    /// ([`crate::secrets::sdk_config`]).
+    pub fn with_sdk(sdk: &aws_config::SdkConfig, url: impl Into<String>) -> Self {
+        Self::new(aws_sdk_sqs::Client::new(sdk), url)
     }
 
     /// The underlying client (for `quayhook check`).

@@ -442,6 +442,17 @@ impl SecretSource for FileSecrets {
     }
 }
 
+/// The AWS SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`
+/// and the per-service `AWS_ENDPOINT_URL_*`), with [`sdk_timeouts`]. Loaded once per process
+/// and shared by its clients: each load builds its own credentials chain and HTTP client
+/// (with its TLS roots), which a cold start pays for.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(sdk_timeouts())
+        .load()
+        .await
+}
+
 /// Secrets Manager calls must end well inside Quay's 10 s, like the cluster calls: without
 /// these the SDK waits as long as the connection stays open.
 pub fn sdk_timeouts() -> aws_config::timeout::TimeoutConfig {
@@ -471,24 +482,32 @@ pub enum ConfiguredSecrets {
 impl ConfiguredSecrets {
     /// Builds the source for `config`; for Secrets Manager this loads the AWS SDK
     /// configuration (region, credentials, `AWS_ENDPOINT_URL`) from the environment.
+    /// Local files need no SDK configuration, and none is loaded for them.
     pub async fn from_config(config: &crate::config::SecretsConfig) -> Self {
+        match config {
+            crate::config::SecretsConfig::Files {
+                receivers,
+                kubeconfig,
+            } => ConfiguredSecrets::Files(FileSecrets::new(receivers.clone(), kubeconfig.clone())),
+            _ => Self::with_sdk(config, &sdk_config().await),
+        }
+    }
+
+    /// Builds the source for `config` on an SDK configuration already loaded (see
+    /// [`sdk_config`]), so every AWS client of the process shares its credentials provider
+    /// and HTTP client.
+    pub fn with_sdk(config: &crate::config::SecretsConfig, sdk: &aws_config::SdkConfig) -> Self {
         match config {
             crate::config::SecretsConfig::SecretsManager {
                 receiver_ids,
                 receiver_prefix,
                 kubeconfig_id,
-            } => {
-                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .timeout_config(sdk_timeouts())
-                    .load()
-                    .await;
-                ConfiguredSecrets::Aws(SecretsManager::new(
-                    Client::new(&sdk),
-                    receiver_ids.clone(),
-                    receiver_prefix.clone(),
-                    kubeconfig_id.clone(),
-                ))
-            }
+            } => ConfiguredSecrets::Aws(SecretsManager::new(
+                Client::new(sdk),
+                receiver_ids.clone(),
+                receiver_prefix.clone(),
+                kubeconfig_id.clone(),
+            )),
             crate::config::SecretsConfig::Files {
                 receivers,
                 kubeconfig,
@@ -497,21 +516,15 @@ impl ConfiguredSecrets {
                 receiver_ids,
                 receiver_prefix,
                 cluster,
-            } => {
-                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .timeout_config(sdk_timeouts())
-                    .load()
-                    .await;
-                ConfiguredSecrets::Eks {
-                    receivers: SecretsManager::new(
-                        Client::new(&sdk),
-                        receiver_ids.clone(),
-                        receiver_prefix.clone(),
-                        String::new(),
-                    ),
-                    cluster: crate::eks::EksAccess::from_sdk(&sdk, cluster.clone()),
-                }
-            }
+            } => ConfiguredSecrets::Eks {
+                receivers: SecretsManager::new(
+                    Client::new(sdk),
+                    receiver_ids.clone(),
+                    receiver_prefix.clone(),
+                    String::new(),
+                ),
+                cluster: crate::eks::EksAccess::from_sdk(sdk, cluster.clone()),
+            },
         }
     }
 }

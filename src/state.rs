@@ -18,7 +18,7 @@ use kargo_match::urls::RepoUrl;
 use kargo_match::warehouse::WarehouseKey;
 
 use crate::cause::Chain;
-use crate::cluster::{ClusterError, Connector, TokenExpiry, WarehouseStore, token_expiry};
+use crate::cluster::{ClusterError, Connector, TokenExpiry, list_index, token_expiry};
 use crate::config::{Config, LambdaHandler};
 use crate::metrics::{Source, Unit, emit, gauge};
 use crate::queue::{AnyQueue, Queue};
@@ -296,13 +296,12 @@ impl<S: SecretSource, C: Connector> State<S, C> {
         }
         let page = self.config.list_page_size;
         let started = std::time::Instant::now();
-        let listed = self
-            .with_store(
-                budget,
-                |store| async move { store.list(namespace, page).await },
-            )
+        let index = self
+            .with_store(budget, |store| async move {
+                list_index(&*store, namespace, page).await
+            })
             .await?;
-        let index = Arc::new(Index::from_listed(listed));
+        let index = Arc::new(index);
         for u in index.unreadable() {
             tracing::warn!(warehouse = %u.name, cause = %u.error, "warehouse not indexed");
         }

@@ -3,11 +3,11 @@
 //! `src/`: it would see a second copy of this crate).
 
 use super::*;
-use crate::cluster::{ClusterError, WarehouseStore};
+use crate::cluster::{ClusterError, PageSink, WarehouseStore};
 use crate::config::Config;
 use crate::secrets::{ReceiverSecret, Receivers, SecretsError};
 use kargo_match::token::SecretString;
-use kargo_match::warehouse::{ListedWarehouse, WarehouseKey};
+use kargo_match::warehouse::WarehouseKey;
 use lambda_http::lambda_runtime::Context;
 use serde_json::json;
 
@@ -114,7 +114,7 @@ impl Connector for DownCluster {
 }
 
 impl WarehouseStore for DownCluster {
-    async fn list(&self, _: Option<&str>, _: u32) -> Result<Vec<ListedWarehouse>, ClusterError> {
+    async fn list(&self, _: Option<&str>, _: u32, _: PageSink<'_>) -> Result<(), ClusterError> {
         Err(ClusterError::Status {
             code: 503,
             message: "etcd leader changed".into(),
@@ -135,8 +135,8 @@ impl Connector for EmptyCluster {
 }
 
 impl WarehouseStore for EmptyCluster {
-    async fn list(&self, _: Option<&str>, _: u32) -> Result<Vec<ListedWarehouse>, ClusterError> {
-        Ok(Vec::new())
+    async fn list(&self, _: Option<&str>, _: u32, _: PageSink<'_>) -> Result<(), ClusterError> {
+        Ok(())
     }
 
     async fn patch(&self, _: &WarehouseKey, _: &Value) -> Result<(), ClusterError> {

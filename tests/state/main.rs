@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use kargo_match::index::candidate_urls;
-use quayhook::cluster::{ClusterError, WarehouseStore};
+use quayhook::cluster::{ClusterError, list_index};
 use quayhook::retry::Budget;
 use quayhook::secrets::SecretsError;
 use quayhook::state::StateError;
@@ -353,13 +353,12 @@ async fn a_token_still_rejected_after_the_reconnect_fails_without_a_loop() {
     cluster.revoke(fakes::KUBECONFIG);
     let state = state(&[], &secrets, &cluster);
     let result = state
-        .with_store(
-            &budget(),
-            |store| async move { store.list(Some(NS), 500).await },
-        )
+        .with_store(&budget(), |store| async move {
+            list_index(&*store, Some(NS), 500).await
+        })
         .await;
     assert_eq!(
-        result.map(|l| l.len()),
+        result.map(|index| index.len()),
         Err(StateError::Cluster(ClusterError::Unauthorized))
     );
     assert_eq!(

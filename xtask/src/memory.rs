@@ -1,6 +1,7 @@
 //! Benchmark 4's breakdown: where the memory of 10,000 indexed Warehouses goes, in live heap
 //! bytes counted by this binary's allocator ([`Counting`], the `#[global_allocator]` of
-//! main.rs) around quayhook's own `KubeStore::list` and `Index::from_listed`.
+//! main.rs) around quayhook's own `KubeStore::list` and `cluster::list_index` (the index built page by
+//! page, as the prefetch builds it).
 //!
 //! I/O: starts the local API server, lists over HTTPS and writes `memory.json`.
 
@@ -12,7 +13,7 @@ use anyhow::Context as _;
 use kargo_match::index::Index;
 use kargo_match::token::SecretString;
 use kargo_match::warehouse::ListedWarehouse;
-use quayhook::cluster::{Connector as _, KubeConnector, WarehouseStore as _};
+use quayhook::cluster::{Connector as _, KubeConnector, WarehouseStore as _, list_index};
 use quayhook::config::Config;
 use quayhook_testkit::apiserver::ApiServer;
 use serde_json::{Value, json};
@@ -76,15 +77,25 @@ pub async fn run(out: &Path) -> anyhow::Result<()> {
         .connect(&kubeconfig)
         .await?;
     // Warm the connection so its buffers are in the baseline.
-    store.list(Some("default"), 1).await?;
+    store.list(Some("default"), 1, &mut |_| {}).await?;
     let base = live_mib();
+    // The whole list decoded and kept: what indexing page by page avoids.
     PEAK.store(LIVE.load(Relaxed), Relaxed);
-    let listed = store.list(Some(ns), config.list_page_size).await?;
+    let mut listed = Vec::new();
+    store
+        .list(Some(ns), config.list_page_size, &mut |page| {
+            listed.extend(page);
+        })
+        .await?;
     let after_list = live_mib();
     let peak_list = PEAK.load(Relaxed) as f64 / MIB;
-    // `from_listed` consumes the decoded list: the index is built as the items are dropped.
-    let index = Index::from_listed(listed);
-    let index_only = live_mib();
+    drop(listed);
+    // As quayhook builds it: page by page, at most one decoded page beside the index.
+    let before_paged = live_mib();
+    PEAK.store(LIVE.load(Relaxed), Relaxed);
+    let index = list_index(&store, Some(ns), config.list_page_size).await?;
+    let index_only = live_mib() - before_paged;
+    let peak_paged = PEAK.load(Relaxed) as f64 / MIB - before_paged;
     drop(index);
     // The same Warehouses without their ignore regexes: what compiled regexes cost. Decoding
     // and `from_listed` consume what they read, so afterwards only the index is alive.
@@ -118,7 +129,9 @@ pub async fn run(out: &Path) -> anyhow::Result<()> {
             "raw_json_mib": raw_json as f64 / MIB,
             "listed_values_mib": after_list - base,
             "peak_during_list_mib": peak_list - base,
-            "index_mib": index_only - base,
+            "index_mib": index_only,
+            "peak_during_paged_index_mib": peak_paged,
+            "page_size": config.list_page_size,
             "index_without_regexes_mib": index_no_regex,
             "regex_subscriptions": regex_subscriptions,
         }),

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kargo_match::token::SecretString;
-use kargo_match::warehouse::{ListedWarehouse, WarehouseKey};
-use quayhook::cluster::{ClusterError, Connector, WarehouseStore};
+use kargo_match::warehouse::WarehouseKey;
+use quayhook::cluster::{ClusterError, Connector, PageSink, WarehouseStore};
 use quayhook_testkit::apiserver::ApiServer;
 use serde_json::Value;
 
@@ -131,8 +131,9 @@ impl<S: WarehouseStore> WarehouseStore for TimedStore<S> {
         &self,
         namespace: Option<&str>,
         page_size: u32,
-    ) -> Result<Vec<ListedWarehouse>, ClusterError> {
-        let list = self.inner.list(namespace, page_size);
+        sink: PageSink<'_>,
+    ) -> Result<(), ClusterError> {
+        let list = self.inner.list(namespace, page_size, sink);
         timed(&self.timeline, "list warehouses", list).await
     }
 

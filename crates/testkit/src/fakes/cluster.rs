@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use kargo_match::token::SecretString;
 use kargo_match::warehouse::{ListedWarehouse, WarehouseKey};
-use quayhook::cluster::{ClusterError, Connector, WarehouseStore};
+use quayhook::cluster::{ClusterError, Connector, PageSink, WarehouseStore};
 use serde_json::Value;
 
 use super::{Script, lock};
@@ -126,6 +126,16 @@ impl FakeCluster {
         lock(&self.0.patches).clone()
     }
 
+    /// The `namespace/name` of every patch asked for (failed ones included), sorted.
+    pub fn patched(&self) -> Vec<String> {
+        let mut keys: Vec<String> = lock(&self.0.patches)
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// Forgets every recorded call (connects, lists, patches); objects and scripts stay.
     pub fn reset_calls(&self) {
         lock(&self.0.connected_with).clear();
@@ -176,13 +186,14 @@ impl FakeStore {
 }
 
 impl WarehouseStore for FakeStore {
-    /// Every stored Warehouse in `namespace`, in one page whatever `page_size`, decoded as
-    /// the kube adapter decodes a page.
+    /// Every stored Warehouse in `namespace`, in pages of `page_size`, each decoded as the
+    /// kube adapter decodes a page.
     async fn list(
         &self,
         namespace: Option<&str>,
-        _page_size: u32,
-    ) -> Result<Vec<ListedWarehouse>, ClusterError> {
+        page_size: u32,
+        sink: PageSink<'_>,
+    ) -> Result<(), ClusterError> {
         let inner = &self.cluster.0;
         lock(&inner.lists).push(namespace.map(str::to_owned));
         self.call(&inner.on_list).await?;
@@ -193,8 +204,13 @@ impl WarehouseStore for FakeStore {
             .collect();
         // Through text and `ListedWarehouse`'s `Deserialize`, as the kube adapter decodes a
         // page off the wire, so a malformed fixture is reported the same way.
-        let wire = Value::Array(selected).to_string();
-        Ok(serde_json::from_str(&wire).expect("a JSON array of JSON values always decodes"))
+        for page in selected.chunks(page_size.max(1) as usize) {
+            let wire = Value::Array(page.to_vec()).to_string();
+            let items: Vec<ListedWarehouse> =
+                serde_json::from_str(&wire).expect("a JSON array of JSON values always decodes");
+            sink(items);
+        }
+        Ok(())
     }
 
     /// Merge-patches a stored Warehouse; [`ClusterError::NotFound`] when there is none.
