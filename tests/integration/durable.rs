@@ -12,12 +12,10 @@ use quayhook::message::Message;
 use quayhook::queue::{Queue, SqsQueue};
 use quayhook::worker;
 use quayhook_testkit::apiserver::Fault;
-use quayhook_testkit::events::push;
+use quayhook_testkit::events::{failed_ids, push};
 use quayhook_testkit::fixtures::{QUAY_REPO, wh};
 use quayhook_testkit::harness::{Harness, Setup, deliver};
 use quayhook_testkit::moto::sqs::{self, TestQueue};
-
-use lambda_http::aws_lambda_events::sqs::SqsBatchResponse;
 
 const NS: &str = "kargo-demo";
 
@@ -86,14 +84,6 @@ async fn poll(h: &Harness, queue: &TestQueue) -> (Vec<String>, Vec<String>) {
     let response = worker::run(&h.state, sqs::event(&messages, &queue.arn), None).await;
     sqs::settle(&client, &queue.url, &messages, &response).await;
     (failed_ids(&response), received)
-}
-
-fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
-    response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,7 +11,7 @@ use quayhook::message::Message;
 use quayhook::queue::QueueError;
 use quayhook::state::State;
 use quayhook::worker;
-use quayhook_testkit::events::{push, sqs_batch, sqs_record};
+use quayhook_testkit::events::{failed_ids, push, sqs_batch, sqs_record};
 use quayhook_testkit::fakes::{self, FakeCluster, FakeQueue, FakeSecrets, Step};
 use quayhook_testkit::fixtures::{QUAY_REPO, wh};
 use quayhook_testkit::harness::deliver;
@@ -78,25 +78,6 @@ impl World {
             .collect();
         sqs_batch(&records)
     }
-
-    fn patched(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .cluster
-            .patches()
-            .iter()
-            .map(|(k, _)| k.to_string())
-            .collect();
-        keys.sort();
-        keys
-    }
-}
-
-fn failures(response: &lambda_http::aws_lambda_events::sqs::SqsBatchResponse) -> Vec<&str> {
-    response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect()
 }
 
 /// A message for the world's receiver naming `pending` (`None`: plan again).
@@ -142,8 +123,8 @@ async fn a_cluster_down_longer_than_the_budget_queues_the_push_with_202_in_time(
     // The cluster is back: the worker plans the push and refreshes what it selects, once.
     w.cluster.on_list().reset();
     let response = worker::run(&w.state, w.batch(1), None).await;
-    assert!(failures(&response).is_empty());
-    assert_eq!(w.patched(), ["kargo-demo/a", "kargo-demo/c"]);
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(w.cluster.patched(), ["kargo-demo/a", "kargo-demo/c"]);
     assert!(w.cluster.refreshed_at(NS, "b").is_none());
 }
 
@@ -173,8 +154,8 @@ async fn transient_patch_failures_are_queued_and_the_rest_stay_refreshed() {
 
     w.cluster.reset_calls();
     let response = worker::run(&w.state, w.batch(1), None).await;
-    assert!(failures(&response).is_empty());
-    assert_eq!(w.patched(), ["kargo-demo/a"], "only what was left");
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(w.cluster.patched(), ["kargo-demo/a"], "only what was left");
 }
 
 #[tokio::test(start_paused = true)]
@@ -256,16 +237,16 @@ async fn the_worker_patches_each_warehouse_once_however_many_messages_name_it() 
         sqs_record("m1", &first, 2),
     ]);
     let response = worker::run(&w.state, batch.clone(), None).await;
-    assert!(failures(&response).is_empty());
-    assert_eq!(w.patched(), ["kargo-demo/a", "kargo-demo/c"]);
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(w.cluster.patched(), ["kargo-demo/a", "kargo-demo/c"]);
     let stamp = w.cluster.refreshed_at(NS, "a").unwrap();
 
     // Delivered again (a lost delete): one more patch each, a new refresh value, no failure.
     w.cluster.reset_calls();
     tokio::time::advance(Duration::from_millis(1)).await;
     let response = worker::run(&w.state, batch, None).await;
-    assert!(failures(&response).is_empty());
-    assert_eq!(w.patched(), ["kargo-demo/a", "kargo-demo/c"]);
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(w.cluster.patched(), ["kargo-demo/a", "kargo-demo/c"]);
     assert_ne!(w.cluster.refreshed_at(NS, "a").unwrap(), stamp);
     assert!(w.queue.visibility_changes().is_empty());
 }
@@ -275,10 +256,10 @@ async fn the_worker_plans_a_queued_push_with_the_deliverys_selection() {
     let w = world(&[]);
     let batch = sqs_batch(&[sqs_record("m1", &message(None, &["v2.1.0"]), 1)]);
     let response = worker::run(&w.state, batch, None).await;
-    assert!(failures(&response).is_empty());
+    assert!(failed_ids(&response).is_empty());
     // `b` wants ^2.0.0; `other` is another repository.
     assert_eq!(
-        w.patched(),
+        w.cluster.patched(),
         ["kargo-demo/a", "kargo-demo/b", "kargo-demo/c"]
     );
 }
@@ -289,7 +270,10 @@ async fn a_deleted_warehouse_is_dropped_not_retried() {
     w.cluster.delete(NS, "c");
     let batch = sqs_batch(&[sqs_record("m1", &message(Some(&["a", "c"]), &[]), 1)]);
     let response = worker::run(&w.state, batch, None).await;
-    assert!(failures(&response).is_empty(), "a 404 is done, not failed");
+    assert!(
+        failed_ids(&response).is_empty(),
+        "a 404 is done, not failed"
+    );
     assert!(w.cluster.refreshed_at(NS, "a").is_some());
 }
 
@@ -308,7 +292,7 @@ async fn failed_messages_back_off_by_receive_count_and_only_they_are_reported() 
     ]);
     let response = worker::run(&w.state, batch, None).await;
     // `a` failed (first patch); `c` passed.
-    assert_eq!(failures(&response), ["m1", "m3"]);
+    assert_eq!(failed_ids(&response), ["m1", "m3"]);
     assert_eq!(
         w.queue.visibility_changes(),
         [
@@ -323,7 +307,7 @@ async fn failed_messages_back_off_by_receive_count_and_only_they_are_reported() 
         .then(Step::fail(ClusterError::Forbidden("no patch".into())));
     let batch = sqs_batch(&[sqs_record("m4", &message(Some(&["a"]), &[]), 1)]);
     let response = worker::run(&w.state, batch, None).await;
-    assert_eq!(failures(&response), ["m4"]);
+    assert_eq!(failed_ids(&response), ["m4"]);
     assert_eq!(
         w.queue.visibility_changes().last(),
         Some(&("rh-m4".to_owned(), Duration::ZERO))
@@ -346,11 +330,11 @@ async fn undecodable_and_orphaned_messages_go_to_the_dead_letter_queue_at_once()
         sqs_record("fine", &message(Some(&["a"]), &[]), 1),
     ]);
     let response = worker::run(&w.state, batch, None).await;
-    assert_eq!(failures(&response), ["poison", "v9", "orphan"]);
+    assert_eq!(failed_ids(&response), ["poison", "v9", "orphan"]);
     let changes = w.queue.visibility_changes();
     assert_eq!(changes.len(), 3);
     assert!(changes.iter().all(|(_, d)| d.is_zero()), "{changes:?}");
-    assert_eq!(w.patched(), ["kargo-demo/a"]);
+    assert_eq!(w.cluster.patched(), ["kargo-demo/a"]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -368,15 +352,15 @@ async fn a_receiver_newer_than_the_workers_cache_is_looked_up_not_declared_gone(
 
     // Within the miss interval the secret store is not asked: retry later, not dead.
     let response = worker::run(&w.state, batch.clone(), None).await;
-    assert_eq!(failures(&response), ["m1"]);
+    assert_eq!(failed_ids(&response), ["m1"]);
     assert_eq!(w.queue.visibility_changes()[0].1, secs(30));
     assert_eq!(w.cluster.patch_calls(), 0);
 
     // Once a fetch is allowed, the new receiver is found.
     tokio::time::advance(secs(10)).await;
     let response = worker::run(&w.state, batch, None).await;
-    assert!(failures(&response).is_empty());
-    assert_eq!(w.patched(), ["kargo-demo/a"]);
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(w.cluster.patched(), ["kargo-demo/a"]);
 }
 
 #[tokio::test(start_paused = true)]

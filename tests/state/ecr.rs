@@ -12,7 +12,9 @@ use quayhook::ecr::ImageAction;
 use quayhook::queue::QueueError;
 use quayhook::state::State;
 use quayhook::worker;
-use quayhook_testkit::events::{ECR_REGISTRY, ecr_action, ecr_push, sqs_batch, sqs_record};
+use quayhook_testkit::events::{
+    ECR_REGISTRY, ecr_action, ecr_push, failed_ids, sqs_batch, sqs_record,
+};
 use quayhook_testkit::fakes::{self, FakeCluster, FakeQueue, FakeSecrets, Step};
 use quayhook_testkit::fixtures::wh;
 use quayhook_testkit::harness::invoke_ecr;
@@ -62,27 +64,6 @@ fn world(vars: &[(&str, &str)]) -> World {
     }
 }
 
-impl World {
-    fn patched(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .cluster
-            .patches()
-            .iter()
-            .map(|(k, _)| k.to_string())
-            .collect();
-        keys.sort();
-        keys
-    }
-}
-
-fn failures(response: &lambda_http::aws_lambda_events::sqs::SqsBatchResponse) -> Vec<&str> {
-    response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect()
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_cluster_down_queues_the_event_itself_within_the_budget() {
     let w = world(&[("QUAYHOOK_REQUEST_TIMEOUT", "8s")]);
@@ -110,8 +91,8 @@ async fn a_cluster_down_queues_the_event_itself_within_the_budget() {
     w.cluster.on_list().reset();
     let batch = sqs_batch(&[sqs_record("m1", &bodies[0], 1)]);
     let response = worker::run(&w.state, batch, None).await;
-    assert!(failures(&response).is_empty());
-    assert_eq!(w.patched(), ["kargo-demo/a", "kargo-demo/c"]);
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(w.cluster.patched(), ["kargo-demo/a", "kargo-demo/c"]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -128,9 +109,9 @@ async fn a_transient_patch_failure_queues_the_whole_event_for_the_worker_to_plan
     w.cluster.reset_calls();
     let batch = sqs_batch(&[sqs_record("m1", &w.queue.drain()[0], 1)]);
     let response = worker::run(&w.state, batch, None).await;
-    assert!(failures(&response).is_empty());
+    assert!(failed_ids(&response).is_empty());
     assert_eq!(
-        w.patched(),
+        w.cluster.patched(),
         ["kargo-demo/a", "kargo-demo/c"],
         "planned again: `c` is refreshed once more, which is harmless"
     );
@@ -159,7 +140,7 @@ async fn the_worker_retries_an_ecr_record_on_a_transient_failure_and_dead_letter
     w.cluster.on_list().then(Step::fail(unavailable()));
     let batch = sqs_batch(&[sqs_record("m1", &ecr_push(REPO, Some("v1")), 2)]);
     let response = worker::run(&w.state, batch, None).await;
-    assert_eq!(failures(&response), ["m1"]);
+    assert_eq!(failed_ids(&response), ["m1"]);
     assert_eq!(
         w.queue.visibility_changes(),
         [("rh-m1".to_owned(), secs(60))]
@@ -173,7 +154,7 @@ async fn the_worker_retries_an_ecr_record_on_a_transient_failure_and_dead_letter
         sqs_record("m3", &ecr_action(REPO, "DELETE", "SUCCESS", None), 1),
     ]);
     let response = worker::run(&w.state, batch, None).await;
-    assert_eq!(failures(&response), ["m2"], "the delete is done at once");
+    assert_eq!(failed_ids(&response), ["m2"], "the delete is done at once");
     assert_eq!(
         w.queue.visibility_changes().last(),
         Some(&("rh-m2".to_owned(), secs(0)))
@@ -213,7 +194,7 @@ async fn a_project_that_cannot_be_listed_does_not_hold_the_others_back() {
             .starts_with("cannot list warehouses in team-b: "),
         "{body}"
     );
-    assert_eq!(w.patched(), ["kargo-demo/a", "kargo-demo/c"]);
+    assert_eq!(w.cluster.patched(), ["kargo-demo/a", "kargo-demo/c"]);
     assert!(w.queue.bodies().is_empty(), "a 403 is not queued");
 }
 

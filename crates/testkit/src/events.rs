@@ -166,3 +166,12 @@ pub fn sqs_event(records: &[serde_json::Value]) -> String {
 pub fn sqs_batch(records: &[serde_json::Value]) -> lambda_http::aws_lambda_events::sqs::SqsEvent {
     serde_json::from_str(&sqs_event(records)).expect("an SQS event")
 }
+
+/// The message ids a worker's batch response reports failed (`batchItemFailures`), in order.
+pub fn failed_ids(response: &lambda_http::aws_lambda_events::sqs::SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
