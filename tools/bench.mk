@@ -63,6 +63,22 @@ bench-size: build bench-xtask ## Benchmark 4 alone: binary and zip sizes (arm64 
 	$(HARNESS_RELEASE) size --bin target/release/quayhook --out $(BENCH_DIR)/size.json \
 	  --arm64-zip $(BENCH_DIR)/lambda-arm64/quayhook/bootstrap.zip
 
+# Where a cold start's CPU goes: perf's cpu-clock samples (hardware counters are not needed)
+# over cold starts of the `profiling` build (the release profile with symbols), the child's
+# main thread only (`quayhook`: Lambda mode initialises on it). Needs perf (Debian's
+# linux-perf); not part of `make bench`.
+PROFILING := target/profiling
+.PHONY: bench-profile
+bench-profile: venv ## Profile cold starts with perf: top symbols of quayhook's init in $(BENCH_DIR)/coldstart-profile.txt
+	$(CARGO) build --profile profiling --locked -p xtask -p quayhook
+	mkdir -p $(BENCH_DIR)
+	perf record -e cpu-clock -F 20000 -g -o $(BENCH_DIR)/coldstart.perf -- \
+	  $(PROFILING)/xtask coldstart --bin $(PROFILING)/quayhook --runs $(BENCH_RUNS) \
+	  --out $(BENCH_DIR)/coldstart-profiled.json
+	perf report -i $(BENCH_DIR)/coldstart.perf --comm quayhook --percentage relative \
+	  --no-children --sort sym --stdio -g none > $(BENCH_DIR)/coldstart-profile.txt
+	grep -v '^#' $(BENCH_DIR)/coldstart-profile.txt | grep -v '^$$' | head -25
+
 .PHONY: bench-report
 bench-report: ## Regenerate BENCHMARKS.md from the latest measurements in target/bench
 	$(REPORT)

@@ -24,7 +24,12 @@ pub(super) fn section(c: &Value, size: Option<&Value>, memory: Option<&Value>) -
          request. The last row runs without the prefetch (`QUAYHOOK_PREFETCH=false`): its init \
          CPU is what the process costs before any network call (runtime, configuration, AWS \
          SDK), and its first request pays for secrets, kubeconfig, list and patches. \
-         `median (min–max)` over the runs.\n\n",
+         `median (min–max)` over the runs. Where the init CPU goes: `make bench-profile` (perf \
+         over cold starts of the release build with symbols). Its first run showed AWS-LC's \
+         one-time CPU Jitter Entropy collection (`jent_*`, the Keccak rounds under it, \
+         `xoshiro128starstar`) at about half of the init CPU with 100 Warehouses; AWS-LC is now \
+         built without it (`AWS_LC_SYS_NO_JITTER_ENTROPY`, .cargo/config.toml: the OS's \
+         getrandom alone seeds it).\n\n",
         machine_line(&c["machine"]),
         c["binary"].as_str().unwrap_or("?"),
         f1(&c["first_request_latency_ms"]),
@@ -117,16 +122,22 @@ pub(super) fn section(c: &Value, size: Option<&Value>, memory: Option<&Value>) -
         s += &format!(
             "\nWhere the memory of {} indexed Warehouses goes (live heap bytes counted by the \
              harness's allocator around quayhook's own `KubeStore::list` and \
-             `Index::from_listed`, `cargo xtask memory`, {}): the listed Warehouses, \
-             decoded, {:.1} MiB ({:.1} MiB as JSON text), peak while listing {:.1} MiB; \
-             the index {:.1} MiB, of which the {} compiled `ignoreTagsRegexes` account for {:.1} MiB \
-             (the same index without them: {:.1} MiB). During prefetch the index is built as the \
-             decoded list is consumed, on top of the ~13 MiB baseline of the process.\n",
+             `cluster::list_index`, `cargo xtask memory`, {}): the whole list, decoded and kept, \
+             would be {:.1} MiB ({:.1} MiB as JSON text; peak while listing it {:.1} MiB). \
+             quayhook does not keep it: `list_index` hands each page of {} to the index builder \
+             and drops it, so the peak while indexing is {:.1} MiB for an index of {:.1} MiB, \
+             of which the {} compiled `ignoreTagsRegexes` account for {:.1} MiB (the same index \
+             without them: {:.1} MiB; each distinct pattern is compiled once and shared). All on \
+             top of the ~13 MiB baseline of the process.\n",
             m["warehouses"],
             m["machine"]["date"].as_str().unwrap_or("?"),
             m["listed_values_mib"].as_f64().unwrap_or(f64::NAN),
             m["raw_json_mib"].as_f64().unwrap_or(f64::NAN),
             m["peak_during_list_mib"].as_f64().unwrap_or(f64::NAN),
+            m["page_size"],
+            m["peak_during_paged_index_mib"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
             m["index_mib"].as_f64().unwrap_or(f64::NAN),
             m["regex_subscriptions"],
             m["index_mib"].as_f64().unwrap_or(f64::NAN)
