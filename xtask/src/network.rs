@@ -1,8 +1,14 @@
 //! "Real network": quayhook over HTTP/2, quayhook over HTTP/1.1 and Kargo's request model, each
 //! through real sockets with real delay (the test kit's TCP proxy: [`ONE_WAY`] each way, one
 //! round trip held for a new connection's handshake) between the client and the API server,
-//! and between quayhook and Secrets Manager (moto). Latency is reported in round trips
-//! (latency ÷ RTT) and with the connections each delivery opened.
+//! and between quayhook and Secrets Manager (moto). Latency is reported in milliseconds, in
+//! RTTs (latency ÷ RTT) and with the connections each delivery opened.
+//!
+//! Every delivery runs twice in the same run, through the same proxies: first with no added
+//! delay, then with [`ONE_WAY`]. The difference, divided by the difference of the proxy's
+//! measured RTTs, is the delivery's *network round trips*: how many round trips sit one after
+//! another on its critical path, whatever the CPU of the client, the API server and the proxy
+//! (which share this machine's cores) adds to both.
 //!
 //! Three moments per N: *warm* (a client that delivered a moment ago), *after quiet* (the
 //! connections the server kept were closed while idle, as kube-apiserver closes a connection
@@ -91,13 +97,25 @@ struct Sample {
     connections: usize,
 }
 
-/// `series` of samples as a JSON row.
-fn row(model: &str, moment: &str, n: usize, samples: &[Sample], rtt_ms: f64) -> Value {
+/// The network a pass of deliveries runs over: the delay the proxies add and the RTT it
+/// makes, as measured.
+#[derive(Clone, Copy)]
+struct Pass {
+    /// Added per direction (zero against a real cluster: its own network delays).
+    one_way: Duration,
+    /// The RTT of this pass: measured through the proxy to an echo server (local), or a warm
+    /// `GET /version` (real cluster).
+    rtt_ms: f64,
+}
+
+/// `series` of samples as a JSON row of `pass`.
+fn row(model: &str, moment: &str, n: usize, samples: &[Sample], pass: Pass) -> Value {
     let lat: Vec<f64> = samples.iter().map(|s| s.ms).collect();
-    let rtts: Vec<f64> = lat.iter().map(|l| l / rtt_ms).collect();
+    let rtts: Vec<f64> = lat.iter().map(|l| l / pass.rtt_ms).collect();
     let conns: Vec<f64> = samples.iter().map(|s| s.connections as f64).collect();
     json!({
         "model": model, "moment": moment, "n": n, "deliveries": samples.len(),
+        "one_way_ms": ms(pass.one_way), "rtt_ms": pass.rtt_ms,
         "ms": stats(&lat), "rtts": stats(&rtts), "connections": stats(&conns),
     })
 }
@@ -195,9 +213,9 @@ fn through_proxy(kubeconfig: &str, proxy: SocketAddr) -> anyhow::Result<(String,
 }
 
 /// The sanity check of the proxy: a request/answer over a reused connection and over a new
-/// one, against a loopback echo server behind a proxy with [`ONE_WAY`] each way. Expected: 1
+/// one, against a loopback echo server behind a proxy with `one_way` each way. Expected: 1
 /// RTT reused, 2 RTT new (the held handshake, then the exchange).
-async fn measured_rtts() -> anyhow::Result<(f64, f64)> {
+async fn measured_rtts(one_way: Duration) -> anyhow::Result<(f64, f64)> {
     let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let echo_addr = echo.local_addr()?;
     tokio::spawn(async move {
@@ -215,7 +233,7 @@ async fn measured_rtts() -> anyhow::Result<(f64, f64)> {
     let proxy = Proxy::start(
         echo_addr,
         ProxyOptions {
-            one_way: ONE_WAY,
+            one_way,
             ..ProxyOptions::default()
         },
     )
@@ -346,7 +364,7 @@ async fn quayhook_rows<S: SecretSource>(
     new_state: &dyn Fn() -> anyhow::Result<State<S, KubeConnector>>,
     event: &str,
     options: &Options,
-    rtt_ms: f64,
+    pass: Pass,
 ) -> anyhow::Result<Vec<Value>> {
     let state = new_state()?;
     deliver(&state, event).await?; // warm-up: caches and connection
@@ -379,9 +397,9 @@ async fn quayhook_rows<S: SecretSource>(
         );
     }
     Ok(vec![
-        row(model, "warm", n, &warm, rtt_ms),
-        row(model, "after quiet", n, &quiet, rtt_ms),
-        row(model, "cold", n, &cold, rtt_ms),
+        row(model, "warm", n, &warm, pass),
+        row(model, "after quiet", n, &quiet, pass),
+        row(model, "cold", n, &cold, pass),
     ])
 }
 
@@ -391,7 +409,7 @@ async fn kargo_rows(
     ns: &str,
     target: &Target,
     options: &Options,
-    rtt_ms: f64,
+    pass: Pass,
 ) -> anyhow::Result<Vec<Value>> {
     let names: Vec<String> = (0..n).map(|i| format!("wh-{i:03}")).collect();
     let mut kargo = Kargo {
@@ -425,9 +443,9 @@ async fn kargo_rows(
     )
     .await?;
     Ok(vec![
-        row("Kargo model", "warm", n, &warm, rtt_ms),
-        row("Kargo model", "after quiet", n, &quiet, rtt_ms),
-        row("Kargo model", "cold", n, &cold, rtt_ms),
+        row("Kargo model", "warm", n, &warm, pass),
+        row("Kargo model", "after quiet", n, &quiet, pass),
+        row("Kargo model", "cold", n, &cold, pass),
     ])
 }
 
@@ -463,33 +481,23 @@ fn receiver(ns: &str) -> (ReceiverSecret, String) {
 /// # Errors
 /// When a delivery fails or the results cannot be written.
 pub async fn run(options: &Options) -> anyhow::Result<()> {
-    let (reused, new) = measured_rtts().await?;
-    eprintln!("network: proxy RTT reused {reused:.1} ms, new connection {new:.1} ms");
     let kubeconfig = options
         .kubeconfig
         .clone()
         .or_else(|| std::env::var_os("QUAYHOOK_E2E_KUBECONFIG").map(PathBuf::from));
     let body = push(QUAY_REPO, &["v1.2.0"]);
     let mut rows = Vec::new();
-    let rtt_ms;
+    let mut passes = Vec::new();
     let cluster;
     match kubeconfig {
         None => {
-            rtt_ms = ms(2 * ONE_WAY);
             cluster = "local API server (crates/testkit) behind the proxy".to_owned();
             let namespaces: Vec<String> = SIZES.iter().map(|n| format!("net-n{n}")).collect();
             let h2 = Target::local(Alpn::H2AndHttp1, &namespaces).await?;
             let h1 = Target::local(Alpn::Http1Only, &namespaces).await?;
             // Secrets Manager (moto) behind its own proxy with the same delay.
             let moto_addr: SocketAddr = moto::endpoint().trim_start_matches("http://").parse()?;
-            let sm_proxy = Proxy::start(
-                moto_addr,
-                ProxyOptions {
-                    one_way: ONE_WAY,
-                    ..ProxyOptions::default()
-                },
-            )
-            .await;
+            let sm_proxy = Proxy::start(moto_addr, ProxyOptions::default()).await;
             let sm = moto::client_for(&moto::endpoint());
             let nanos = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -507,30 +515,49 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
             for (what, t) in [("h2", &h2), ("h1", &h1)] {
                 moto::put_secret(&sm, &format!("{prefix}/kubeconfig-{what}"), &t.kubeconfig).await;
             }
-            for (n, ns) in SIZES.iter().zip(&namespaces) {
-                let event = delivery(&tokens[ns], &body);
-                for (model, what, t) in [
-                    ("quayhook HTTP/2", "h2", &h2),
-                    ("quayhook HTTP/1.1", "h1", &h1),
-                ] {
-                    let kubeconfig_id = format!("{prefix}/kubeconfig-{what}");
-                    let new_state = || -> anyhow::Result<State<SecretsManager, KubeConnector>> {
-                        let config = config(&prefix, &kubeconfig_id)?;
-                        let secrets = SecretsManager::new(
-                            moto::client_for(&sm_proxy.url()),
-                            Vec::new(),
-                            Some(format!("{prefix}/receivers/")),
-                            kubeconfig_id.clone(),
-                        );
-                        let connector = KubeConnector::from_config(&config);
-                        Ok(State::new(config, secrets, connector))
-                    };
-                    rows.extend(
-                        quayhook_rows(model, *n, t, &new_state, &event, options, rtt_ms).await?,
-                    );
+            // No added delay first (what the CPU and loopback cost), then the real delay.
+            for one_way in [Duration::ZERO, ONE_WAY] {
+                for proxy in [&h2.proxy, &h1.proxy, &sm_proxy] {
+                    proxy.set_one_way(one_way);
                 }
-                rows.extend(kargo_rows(*n, ns, &h2, options, rtt_ms).await?);
-                eprintln!("network: N={n} done");
+                let (reused, new) = measured_rtts(one_way).await?;
+                eprintln!(
+                    "network: {} ms each way: proxy RTT reused {reused:.1} ms, new connection {new:.1} ms",
+                    ms(one_way)
+                );
+                passes.push(json!({
+                    "one_way_ms": ms(one_way), "rtt_reused_ms": reused, "rtt_new_ms": new,
+                }));
+                let pass = Pass {
+                    one_way,
+                    rtt_ms: reused,
+                };
+                for (n, ns) in SIZES.iter().zip(&namespaces) {
+                    let event = delivery(&tokens[ns], &body);
+                    for (model, what, t) in [
+                        ("quayhook HTTP/2", "h2", &h2),
+                        ("quayhook HTTP/1.1", "h1", &h1),
+                    ] {
+                        let kubeconfig_id = format!("{prefix}/kubeconfig-{what}");
+                        let new_state =
+                            || -> anyhow::Result<State<SecretsManager, KubeConnector>> {
+                                let config = config(&prefix, &kubeconfig_id)?;
+                                let secrets = SecretsManager::new(
+                                    moto::client_for(&sm_proxy.url()),
+                                    Vec::new(),
+                                    Some(format!("{prefix}/receivers/")),
+                                    kubeconfig_id.clone(),
+                                );
+                                let connector = KubeConnector::from_config(&config);
+                                Ok(State::new(config, secrets, connector))
+                            };
+                        rows.extend(
+                            quayhook_rows(model, *n, t, &new_state, &event, options, pass).await?,
+                        );
+                    }
+                    rows.extend(kargo_rows(*n, ns, &h2, options, pass).await?);
+                    eprintln!("network: {} ms each way, N={n} done", ms(one_way));
+                }
             }
         }
         Some(path) => {
@@ -553,7 +580,12 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
                 client.apiserver_version().await.context("GET /version")?;
                 v.push(ms(t.elapsed()));
             }
-            rtt_ms = stats(&v)["median"].as_f64().unwrap_or(f64::NAN);
+            let rtt_ms = stats(&v)["median"].as_f64().unwrap_or(f64::NAN);
+            let pass = Pass {
+                one_way: Duration::ZERO,
+                rtt_ms,
+            };
+            passes.push(json!({ "one_way_ms": 0.0, "rtt_reused_ms": rtt_ms }));
             let target = Target {
                 api: None,
                 proxy,
@@ -585,11 +617,11 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
                         &new_state,
                         &event,
                         options,
-                        rtt_ms,
+                        pass,
                     )
                     .await?,
                 );
-                rows.extend(kargo_rows(n, &ns, &target, options, rtt_ms).await?);
+                rows.extend(kargo_rows(n, &ns, &target, options, pass).await?);
                 eprintln!("network: N={n} done");
             }
         }
@@ -600,9 +632,7 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
             "machine": machine(),
             "cluster": cluster,
             "one_way_ms": ms(ONE_WAY),
-            "rtt_ms": rtt_ms,
-            "measured_rtt_reused_ms": reused,
-            "measured_rtt_new_ms": new,
+            "passes": passes,
             "quiet_s": options.quiet.as_secs_f64(),
             "runs": options.runs,
             "rows": rows,
