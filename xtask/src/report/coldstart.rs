@@ -123,9 +123,10 @@ pub(super) fn section(c: &Value, size: Option<&Value>, memory: Option<&Value>) -
             "\nWhere the memory of {} indexed Warehouses goes (live heap bytes counted by the \
              harness's allocator around quayhook's own `KubeStore::list` and \
              `cluster::list_index`, `cargo xtask memory`, {}): the whole list, decoded and kept, \
-             would be {:.1} MiB ({:.1} MiB as JSON text; peak while listing it {:.1} MiB). \
-             quayhook does not keep it: `list_index` hands each page of {} to the index builder \
-             and drops it, so the peak while indexing is {:.1} MiB for an index of {:.1} MiB, \
+             would be {:.1} MiB ({:.1} MiB as JSON text), peaking at {:.1} MiB while listing, \
+             before any index is built on top of it. quayhook does not keep it: `list_index` \
+             hands each page of {} to the index builder and drops it, so listing and indexing \
+             together peak at {:.1} MiB, for an index of {:.1} MiB, \
              of which the {} compiled `ignoreTagsRegexes` account for {:.1} MiB (the same index \
              without them: {:.1} MiB; each distinct pattern is compiled once and shared). All on \
              top of the ~13 MiB baseline of the process.\n",
