@@ -97,26 +97,14 @@ struct Sample {
     connections: usize,
 }
 
-/// The network a pass of deliveries runs over: the delay the proxies add and the RTT it
-/// makes, as measured.
-#[derive(Clone, Copy)]
-struct Pass {
-    /// Added per direction (zero against a real cluster: its own network delays).
-    one_way: Duration,
-    /// The RTT of this pass: measured through the proxy to an echo server (local), or a warm
-    /// `GET /version` (real cluster).
-    rtt_ms: f64,
-}
-
-/// `series` of samples as a JSON row of `pass`.
-fn row(model: &str, moment: &str, n: usize, samples: &[Sample], pass: Pass) -> Value {
+/// `samples` as a JSON row, measured with `one_way` added by the proxies (the RTT each pass
+/// made is in the file's `passes`).
+fn row(model: &str, moment: &str, n: usize, samples: &[Sample], one_way: Duration) -> Value {
     let lat: Vec<f64> = samples.iter().map(|s| s.ms).collect();
-    let rtts: Vec<f64> = lat.iter().map(|l| l / pass.rtt_ms).collect();
     let conns: Vec<f64> = samples.iter().map(|s| s.connections as f64).collect();
     json!({
         "model": model, "moment": moment, "n": n, "deliveries": samples.len(),
-        "one_way_ms": ms(pass.one_way), "rtt_ms": pass.rtt_ms,
-        "ms": stats(&lat), "rtts": stats(&rtts), "connections": stats(&conns),
+        "one_way_ms": ms(one_way), "ms": stats(&lat), "connections": stats(&conns),
     })
 }
 
@@ -364,7 +352,7 @@ async fn quayhook_rows<S: SecretSource>(
     new_state: &dyn Fn() -> anyhow::Result<State<S, KubeConnector>>,
     event: &str,
     options: &Options,
-    pass: Pass,
+    one_way: Duration,
 ) -> anyhow::Result<Vec<Value>> {
     let state = new_state()?;
     deliver(&state, event).await?; // warm-up: caches and connection
@@ -397,9 +385,9 @@ async fn quayhook_rows<S: SecretSource>(
         );
     }
     Ok(vec![
-        row(model, "warm", n, &warm, pass),
-        row(model, "after quiet", n, &quiet, pass),
-        row(model, "cold", n, &cold, pass),
+        row(model, "warm", n, &warm, one_way),
+        row(model, "after quiet", n, &quiet, one_way),
+        row(model, "cold", n, &cold, one_way),
     ])
 }
 
@@ -409,7 +397,7 @@ async fn kargo_rows(
     ns: &str,
     target: &Target,
     options: &Options,
-    pass: Pass,
+    one_way: Duration,
 ) -> anyhow::Result<Vec<Value>> {
     let names: Vec<String> = (0..n).map(|i| format!("wh-{i:03}")).collect();
     let mut kargo = Kargo {
@@ -443,9 +431,9 @@ async fn kargo_rows(
     )
     .await?;
     Ok(vec![
-        row("Kargo model", "warm", n, &warm, pass),
-        row("Kargo model", "after quiet", n, &quiet, pass),
-        row("Kargo model", "cold", n, &cold, pass),
+        row("Kargo model", "warm", n, &warm, one_way),
+        row("Kargo model", "after quiet", n, &quiet, one_way),
+        row("Kargo model", "cold", n, &cold, one_way),
     ])
 }
 
@@ -528,10 +516,6 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
                 passes.push(json!({
                     "one_way_ms": ms(one_way), "rtt_reused_ms": reused, "rtt_new_ms": new,
                 }));
-                let pass = Pass {
-                    one_way,
-                    rtt_ms: reused,
-                };
                 for (n, ns) in SIZES.iter().zip(&namespaces) {
                     let event = delivery(&tokens[ns], &body);
                     for (model, what, t) in [
@@ -552,10 +536,11 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
                                 Ok(State::new(config, secrets, connector))
                             };
                         rows.extend(
-                            quayhook_rows(model, *n, t, &new_state, &event, options, pass).await?,
+                            quayhook_rows(model, *n, t, &new_state, &event, options, one_way)
+                                .await?,
                         );
                     }
-                    rows.extend(kargo_rows(*n, ns, &h2, options, pass).await?);
+                    rows.extend(kargo_rows(*n, ns, &h2, options, one_way).await?);
                     eprintln!("network: {} ms each way, N={n} done", ms(one_way));
                 }
             }
@@ -581,10 +566,8 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
                 v.push(ms(t.elapsed()));
             }
             let rtt_ms = stats(&v)["median"].as_f64().unwrap_or(f64::NAN);
-            let pass = Pass {
-                one_way: Duration::ZERO,
-                rtt_ms,
-            };
+            // The network's own delay: nothing is added.
+            let one_way = Duration::ZERO;
             passes.push(json!({ "one_way_ms": 0.0, "rtt_reused_ms": rtt_ms }));
             let target = Target {
                 api: None,
@@ -617,11 +600,11 @@ pub async fn run(options: &Options) -> anyhow::Result<()> {
                         &new_state,
                         &event,
                         options,
-                        pass,
+                        one_way,
                     )
                     .await?,
                 );
-                rows.extend(kargo_rows(n, &ns, &target, options, pass).await?);
+                rows.extend(kargo_rows(n, &ns, &target, options, one_way).await?);
                 eprintln!("network: N={n} done");
             }
         }

@@ -1,9 +1,10 @@
 //! The subscription index and the refresh plan (reference §4.1, §5.1, §5.2, §5.8).
 //!
-//! Pure. [`Index::build`] (or [`IndexBuilder`], a list page at a time) does once what Kargo's field indexer does for its cache: every image
-//! and chart subscription's normalized URL points at its Warehouse, with the subscription's
-//! [`Selector`] compiled up front. [`Index::plan`] then answers a push in time proportional to
-//! the number of subscribers of the pushed repository, whatever the size of the cluster.
+//! Pure. [`Index::build`] (or [`IndexBuilder`], a list page at a time) does once what Kargo's
+//! field indexer does for its cache: every image and chart subscription's normalized URL
+//! points at its Warehouse, with the subscription's [`Selector`] compiled up front.
+//! [`Index::plan`] then answers a push in time proportional to the number of subscribers of
+//! the pushed repository, whatever the size of the cluster.
 //!
 //! Git subscriptions are not indexed: Kargo's `NormalizeGit` never yields a scheme-less
 //! `host/path`, so they cannot match a Quay URL (§4.1). Generic subscriptions index nothing.
